@@ -1,0 +1,3 @@
+from densa.cli import main
+
+main()

@@ -1,0 +1,183 @@
+"""Bi-encoders: the :class:`Encoder` protocol and its sentence-transformers implementation.
+
+A bi-encoder maps queries and passages independently to vectors whose inner product
+is their relevance score (Reimers & Gurevych 2019, Sentence-BERT; Karpukhin et al. 2020,
+DPR). Passages are encoded offline; a query costs one forward pass.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from densa.encode.config import EncoderConfig, EncoderSpec, Pooling, Similarity
+from densa.encode.model_files import fingerprint, is_sentence_transformers_folder, resolve_model_path
+from densa.encode.pooling import pooling_from_st, pooling_module
+from densa.errors import DensaError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+__all__ = ["Encoder", "SentenceTransformerEncoder", "l2_normalize"]
+
+Vectors = npt.NDArray[np.float32]
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """Turns texts into vectors of shape ``(n, dim)``, float32."""
+
+    @property
+    def spec(self) -> EncoderSpec: ...
+
+    def encode_queries(self, texts: Sequence[str]) -> Vectors: ...
+
+    def encode_documents(self, texts: Sequence[str]) -> Vectors: ...
+
+    def count_truncated(self, texts: Sequence[str]) -> int: ...
+
+
+def l2_normalize(vectors: Vectors) -> Vectors:
+    """Rows scaled to unit length (zero rows stay zero).
+
+    Examples
+    --------
+    >>> l2_normalize(np.array([[3.0, 4.0]], dtype=np.float32)).tolist()
+    [[0.6000000238418579, 0.800000011920929]]
+    """
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _load(path: Path, pooling: Pooling | None, max_length: int | None, device: str) -> SentenceTransformer:
+    from sentence_transformers import SentenceTransformer
+
+    if pooling is None:
+        if not is_sentence_transformers_folder(path):
+            raise DensaError(
+                f"{path} is a plain transformers folder: choose a pooling (cls, mean, max, last-token)"
+            )
+        model = SentenceTransformer(str(path), device=device, local_files_only=True)
+    else:
+        from sentence_transformers.base.modules import Transformer
+
+        transformer = Transformer(str(path), max_seq_length=max_length or _folder_max_length(path))
+        model = SentenceTransformer(
+            modules=[transformer, pooling_module(pooling, transformer.get_embedding_dimension())],
+            device=device,
+        )
+    if max_length is not None:
+        model.max_seq_length = max_length
+    return model
+
+
+class SentenceTransformerEncoder:
+    """A bi-encoder built on sentence-transformers, with one or two towers.
+
+    Parameters
+    ----------
+    config
+        What to load and how to encode.
+    show_progress
+        Show a progress bar while encoding documents.
+    """
+
+    def __init__(self, config: EncoderConfig | None = None, *, show_progress: bool = False) -> None:
+        config = config or EncoderConfig()
+        self.config = config
+        self.show_progress = show_progress
+        device = config.device or _default_device()
+        path = resolve_model_path(config.model)
+        self._doc_model = _load(path, config.pooling, config.max_length, device)
+        self._query_model = self._doc_model
+        query_fp: str | None = None
+        if config.query_model is not None:
+            qpath = resolve_model_path(config.query_model)
+            self._query_model = _load(qpath, config.pooling, config.max_length, device)
+            query_fp = fingerprint(qpath)
+        pooling = pooling_from_st(self._doc_model)
+        similarity = config.similarity or _model_similarity(self._doc_model)
+        full_dim = int(self._doc_model.get_embedding_dimension() or 0)
+        if self._query_model is not self._doc_model:
+            qdim = self._query_model.get_embedding_dimension()
+            if qdim != full_dim:
+                raise DensaError(f"query tower has dimension {qdim}, passage tower {full_dim}")
+        if config.dim is not None and config.dim > full_dim:
+            raise DensaError(f"dim={config.dim} is larger than the model's dimension {full_dim}")
+        self._spec = EncoderSpec(
+            model=config.model,
+            fingerprint=fingerprint(path),
+            query_model=config.query_model,
+            query_fingerprint=query_fp,
+            pooling=pooling,
+            similarity=similarity,
+            normalize=similarity == "cosine",
+            query_prefix=config.query_prefix,
+            passage_prefix=config.passage_prefix,
+            max_length=int(self._doc_model.max_seq_length),
+            dim=config.dim or full_dim,
+        )
+
+    @property
+    def spec(self) -> EncoderSpec:
+        return self._spec
+
+    def encode_queries(self, texts: Sequence[str]) -> Vectors:
+        """Query vectors, shape ``(len(texts), dim)``."""
+        prefixed = [self._spec.query_prefix + t for t in texts]
+        return self._encode(self._query_model, prefixed, progress=False)
+
+    def encode_documents(self, texts: Sequence[str]) -> Vectors:
+        """Passage vectors, shape ``(len(texts), dim)``; batches are sorted by length."""
+        prefixed = [self._spec.passage_prefix + t for t in texts]
+        return self._encode(self._doc_model, prefixed, progress=self.show_progress)
+
+    def count_truncated(self, texts: Sequence[str]) -> int:
+        """How many passages exceed the model's token limit (and would lose their tail)."""
+        limit = self._spec.max_length
+        tokenizer = self._doc_model.tokenizer
+        prefixed = [self._spec.passage_prefix + t for t in texts]
+        lengths = tokenizer(prefixed, truncation=True, max_length=limit + 1, return_length=True)["length"]
+        return int(sum(1 for n in lengths if n > limit))
+
+    def _encode(self, model: SentenceTransformer, texts: list[str], progress: bool) -> Vectors:
+        if not texts:
+            return np.zeros((0, self._spec.dim), dtype=np.float32)
+        vectors = model.encode(
+            texts,
+            batch_size=self.config.batch_size,
+            show_progress_bar=progress,
+            convert_to_numpy=True,
+            normalize_embeddings=False,
+        ).astype(np.float32)
+        vectors = vectors[:, : self._spec.dim]
+        if self._spec.normalize:
+            vectors = l2_normalize(vectors)
+        return np.ascontiguousarray(vectors)
+
+
+def _folder_max_length(path: Path) -> int | None:
+    """The token limit a sentence-transformers folder declares, if any."""
+    config = path / "sentence_bert_config.json"
+    if not config.is_file():
+        return None
+    value = json.loads(config.read_text(encoding="utf-8")).get("max_seq_length")
+    return int(value) if value else None
+
+
+def _model_similarity(model: Any) -> Similarity:
+    name = getattr(model, "similarity_fn_name", None)
+    if name in ("dot", "dot_product"):
+        return "dot"
+    return "cosine"

@@ -1,0 +1,38 @@
+"""Exceptions densa raises for problems a user can fix.
+
+The CLI prints these as one line (``error: ...``) and exits with status 2; anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DensaError", "IndexMismatchError", "InputError", "MissingExtraError"]
+
+
+class DensaError(Exception):
+    """Base class of every error that is the user's to fix."""
+
+
+class InputError(DensaError):
+    """Bad input data, located by file and (1-based) line.
+
+    Examples
+    --------
+    >>> str(InputError("corpus.jsonl", 3, "missing 'text'"))
+    "corpus.jsonl:3: missing 'text'"
+    """
+
+    def __init__(self, source: str, line: int | None, reason: str) -> None:
+        self.source = source
+        self.line = line
+        self.reason = reason
+        where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: {reason}")
+
+
+class IndexMismatchError(DensaError):
+    """An index opened with an encoder other than the one that built it."""
+
+
+class MissingExtraError(DensaError):
+    """An optional dependency is not installed."""
