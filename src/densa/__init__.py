@@ -17,8 +17,8 @@ from densa.types import Document, Hit, Qrels, Query, Run
 __all__ = [
     "DEFAULT_MODEL",
     "BeirDataset",
-    "DenseRetriever",
     "DensaError",
+    "DenseRetriever",
     "Document",
     "Encoder",
     "EncoderConfig",

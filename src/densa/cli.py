@@ -24,7 +24,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-ModelOpt = Annotated[str | None, typer.Option("--model", help="Model folder (default: bundled all-MiniLM-L6-v2).")]
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", help="Model folder (default: bundled all-MiniLM-L6-v2).")
+]
+
+
+@app.callback()
+def _quiet_model_loading() -> None:
+    """Dense passage retrieval: index a corpus, search it by meaning, evaluate it."""
+    # densa shows its own progress bars; transformers' per-load weight bar is noise here.
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def _echo_json(data: Any) -> None:
@@ -75,15 +86,23 @@ def index(
     report = SkipReport()
     docs = read_corpus(corpus, format=corpus_format, skip_bad=skip_bad, report=report)  # type: ignore[arg-type]
     built = Index.build(
-        docs, output, encoder=config, vectors=VectorIndexConfig(kind=kind), overwrite=overwrite, progress=True  # type: ignore[arg-type]
+        docs,
+        output,
+        encoder=config,
+        vectors=VectorIndexConfig(kind=kind),  # type: ignore[arg-type]
+        overwrite=overwrite,
+        progress=True,
     )
     stats = built.build_stats
     assert stats is not None
-    typer.echo(f"indexed {stats.documents} documents into {output} in {stats.seconds:.1f}s ({stats.docs_per_second:.1f} docs/s)")
+    typer.echo(
+        f"indexed {stats.documents} documents into {output} "
+        f"in {stats.seconds:.1f}s ({stats.docs_per_second:.1f} docs/s)"
+    )
     if stats.truncated:
         typer.echo(
-            f"note: {stats.truncated} document(s) are longer than the model's {built.manifest.encoder.max_length}-token "
-            "limit; only their first tokens are encoded"
+            f"note: {stats.truncated} document(s) are longer than the model's "
+            f"{built.manifest.encoder.max_length}-token limit; only their first tokens are encoded"
         )
     if len(report):
         typer.echo(report.summary(), err=True)
@@ -114,15 +133,25 @@ def search(
                 typer.echo(line)
         else:
             run.write_trec(output)
-            typer.echo(f"wrote {sum(len(d) for d in run.scores.values())} results for {len(run)} queries to {output}")
+            typer.echo(
+                f"wrote {sum(len(d) for d in run.scores.values())} results for {len(run)} queries to {output}"
+            )
         return
     assert query is not None
     hits = idx.search([query], k)[0]
     if as_json:
-        _echo_json([
-            {"rank": h.rank, "id": h.doc_id, "score": h.score, "title": h.title, "snippet": _snippet(h.text)}
-            for h in hits
-        ])
+        _echo_json(
+            [
+                {
+                    "rank": h.rank,
+                    "id": h.doc_id,
+                    "score": h.score,
+                    "title": h.title,
+                    "snippet": _snippet(h.text),
+                }
+                for h in hits
+            ]
+        )
         return
     for h in hits:
         title = f"  {h.title}" if h.title else ""
@@ -166,7 +195,9 @@ def eval_(
 
 
 @app.command()
-def info(index_path: Annotated[Path, typer.Argument(metavar="INDEX", help="Index folder.")]) -> None:
+def info(
+    index_path: Annotated[Path, typer.Argument(metavar="INDEX", help="Index folder.")],
+) -> None:
     """Show an index's manifest: model, dimension, kind, counts and bytes."""
     from densa.index import Index
 
@@ -190,7 +221,7 @@ def demo(
             typer.echo(f"{h.rank}. [{h.score:.3f}] {h.title}  (words shared with the query: {overlap})")
             typer.echo(f"   {_snippet(h.text, 110)}")
     if output is not None:
-        typer.echo(f"\nindex kept at {output}; try: densa search {output} \"your question\"")
+        typer.echo(f'\nindex kept at {output}; try: densa search {output} "your question"')
 
 
 def main() -> None:

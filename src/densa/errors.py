@@ -6,7 +6,7 @@ else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["DensaError", "IndexMismatchError", "InputError", "MissingExtraError"]
+__all__ = ["ConfigError", "DensaError", "IndexMismatchError", "InputError", "MissingExtraError"]
 
 
 class DensaError(Exception):
@@ -28,6 +28,10 @@ class InputError(DensaError):
         self.reason = reason
         where = f"{source}:{line}" if line is not None else source
         super().__init__(f"{where}: {reason}")
+
+
+class ConfigError(DensaError, ValueError):
+    """An invalid option value (raised by the configuration dataclasses)."""
 
 
 class IndexMismatchError(DensaError):

@@ -164,7 +164,11 @@ class Run:
                 continue
             parts = line.split()
             if len(parts) != 6:
-                raise InputError(source, lineno, f"expected 6 fields 'qid Q0 docid rank score tag', got {len(parts)}")
+                raise InputError(
+                    source,
+                    lineno,
+                    f"expected 6 fields 'qid Q0 docid rank score tag', got {len(parts)}",
+                )
             qid, _, docid, _, score, name = parts
             try:
                 value = float(score)

@@ -117,9 +117,7 @@ def read_corpus(
     return _validated(raws, name, skip_bad, report if report is not None else SkipReport())
 
 
-def _validated(
-    raws: Iterator[_Raw], name: str, skip_bad: bool, report: SkipReport
-) -> Iterator[Document]:
+def _validated(raws: Iterator[_Raw], name: str, skip_bad: bool, report: SkipReport) -> Iterator[Document]:
     seen: set[str] = set()
     for raw in raws:
         try:
@@ -212,7 +210,9 @@ def _tsv_records(path: Path) -> Iterator[_Raw]:
             yield _Record(str(path), lineno, fields[0].strip(), fields[1], fields[2], None)
         else:
             yield InputError(
-                str(path), lineno, f"expected 'id<TAB>text' or 'id<TAB>title<TAB>text', got {len(fields)} fields"
+                str(path),
+                lineno,
+                f"expected 'id<TAB>text' or 'id<TAB>title<TAB>text', got {len(fields)} fields",
             )
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
+from densa.errors import ConfigError
+
 __all__ = ["DEFAULT_MODEL", "EncoderConfig", "EncoderSpec", "Pooling", "Similarity"]
 
 Pooling = Literal["cls", "mean", "max", "last-token"]
@@ -59,15 +61,15 @@ class EncoderConfig:
 
     def __post_init__(self) -> None:
         if self.pooling is not None and self.pooling not in get_args(Pooling):
-            raise ValueError(f"pooling must be one of {get_args(Pooling)}, got {self.pooling!r}")
+            raise ConfigError(f"pooling must be one of {get_args(Pooling)}, got {self.pooling!r}")
         if self.similarity is not None and self.similarity not in get_args(Similarity):
-            raise ValueError(f"similarity must be one of {get_args(Similarity)}, got {self.similarity!r}")
+            raise ConfigError(f"similarity must be one of {get_args(Similarity)}, got {self.similarity!r}")
         if self.max_length is not None and self.max_length < 8:
-            raise ValueError("max_length must be at least 8 tokens")
+            raise ConfigError("max_length must be at least 8 tokens")
         if self.dim is not None and self.dim < 1:
-            raise ValueError("dim must be positive")
+            raise ConfigError("dim must be positive")
         if self.batch_size < 1:
-            raise ValueError("batch_size must be positive")
+            raise ConfigError("batch_size must be positive")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,11 @@ import numpy as np
 import numpy.typing as npt
 
 from densa.encode.config import EncoderConfig, EncoderSpec, Pooling, Similarity
-from densa.encode.model_files import fingerprint, is_sentence_transformers_folder, resolve_model_path
+from densa.encode.model_files import (
+    fingerprint,
+    is_sentence_transformers_folder,
+    resolve_model_path,
+)
 from densa.encode.pooling import pooling_from_st, pooling_module
 from densa.errors import DensaError
 
@@ -51,7 +55,8 @@ def l2_normalize(vectors: Vectors) -> Vectors:
     [[0.6000000238418579, 0.800000011920929]]
     """
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    normalized: Vectors = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    return normalized
 
 
 def _default_device() -> str:
@@ -125,7 +130,7 @@ class SentenceTransformerEncoder:
             normalize=similarity == "cosine",
             query_prefix=config.query_prefix,
             passage_prefix=config.passage_prefix,
-            max_length=int(self._doc_model.max_seq_length),
+            max_length=int(self._doc_model.max_seq_length or self._doc_model.tokenizer.model_max_length),
             dim=config.dim or full_dim,
         )
 

@@ -34,6 +34,7 @@ from densa.types import Document, Hit
 __all__ = ["BuildStats", "Index"]
 
 DOCS_FILE = "docs.sqlite"
+_PROGRESS_STEP = 256
 VECTORS_FILE = "vectors.faiss"
 _SPEC_FIELDS_THAT_CHANGE_VECTORS = (
     "fingerprint",
@@ -142,7 +143,9 @@ class Index:
         """
         path = Path(path)
         if (path / MANIFEST).exists() and not overwrite:
-            raise DensaError(f"an index already exists at {path}; pass overwrite=True (--overwrite) to replace it")
+            raise DensaError(
+                f"an index already exists at {path}; pass overwrite=True (--overwrite) to replace it"
+            )
         if path.exists() and not (path / MANIFEST).exists() and any(path.iterdir()):
             raise DensaError(f"{path} exists and is not a densa index; choose an empty or new folder")
         enc = _make_encoder(encoder)
@@ -171,7 +174,10 @@ class Index:
             generation=generation,
             documents=len(index),
             truncated=truncated,
-            bytes={"vectors": (gen_dir / VECTORS_FILE).stat().st_size, "total": _dir_bytes(gen_dir)},
+            bytes={
+                "vectors": (gen_dir / VECTORS_FILE).stat().st_size,
+                "total": _dir_bytes(gen_dir),
+            },
         )
         _commit_generation(path, manifest)
         opened = cls.open(path, encoder=enc)
@@ -227,7 +233,10 @@ class Index:
         """The query encoder, loaded on first use from the manifest's spec."""
         if self._encoder is None:
             spec = self.manifest.encoder
-            config = spec.to_config(batch_size=self._encoder_options["batch_size"], device=self._encoder_options["device"])
+            config = spec.to_config(
+                batch_size=self._encoder_options["batch_size"],
+                device=self._encoder_options["device"],
+            )
             if "model" in self._encoder_options:
                 config = EncoderConfig(**{**config.__dict__, "model": self._encoder_options["model"]})
             encoder = SentenceTransformerEncoder(config)
@@ -283,7 +292,10 @@ class Index:
         """The manifest plus on-disk size, as shown by ``densa info``."""
         data = self.manifest.to_dict()
         data["path"] = str(self.path)
-        data["bytes"] = {**data["bytes"], "on_disk": _dir_bytes(self.path / self.manifest.generation)}
+        data["bytes"] = {
+            **data["bytes"],
+            "on_disk": _dir_bytes(self.path / self.manifest.generation),
+        }
         return data
 
 
@@ -303,8 +315,12 @@ def _fill(
             rids = store.add(batch)
             texts = [d.full_text for d in batch]
             truncated += encoder.count_truncated(texts)
-            index.add(encoder.encode_documents(texts), rids)
-            bar.update(len(batch))
+            # longest first, so each forward pass pads to similar lengths
+            order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+            for start in range(0, len(order), _PROGRESS_STEP):
+                part = order[start : start + _PROGRESS_STEP]
+                index.add(encoder.encode_documents([texts[i] for i in part]), [rids[i] for i in part])
+                bar.update(len(part))
     return truncated
 
 

@@ -65,7 +65,10 @@ class Manifest:
             "pooling": self.encoder.pooling,
             "normalize": self.encoder.normalize,
             "similarity": self.encoder.similarity,
-            "prefixes": {"query": self.encoder.query_prefix, "passage": self.encoder.passage_prefix},
+            "prefixes": {
+                "query": self.encoder.query_prefix,
+                "passage": self.encoder.passage_prefix,
+            },
             "index_kind": self.vectors.kind,
             "counts": {"documents": self.documents, "truncated": self.truncated},
             "bytes": self.bytes,

@@ -66,7 +66,9 @@ class DocumentStore:
         except sqlite3.IntegrityError:
             self._db.rollback()
             dupes = self.existing_ids([d.id for d in documents])
-            raise InputError(str(self.path), None, f"document id(s) already in the index: {sorted(dupes)[:5]}") from None
+            raise InputError(
+                str(self.path), None, f"document id(s) already in the index: {sorted(dupes)[:5]}"
+            ) from None
         return rids
 
     def existing_ids(self, ids: Iterable[str]) -> set[str]:
@@ -75,7 +77,9 @@ class DocumentStore:
         for i in range(0, len(batch), 500):
             part = batch[i : i + 500]
             marks = ",".join("?" * len(part))
-            found.update(r[0] for r in self._db.execute(f"SELECT id FROM documents WHERE id IN ({marks})", part))
+            found.update(
+                r[0] for r in self._db.execute(f"SELECT id FROM documents WHERE id IN ({marks})", part)
+            )
         return found
 
     def rids_of(self, ids: Sequence[str]) -> dict[str, int]:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from densa.errors import DensaError
+from densa.errors import ConfigError, DensaError
 
 __all__ = ["IndexKind", "VectorIndex", "VectorIndexConfig"]
 
@@ -45,9 +45,9 @@ class VectorIndexConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in ("flat", "hnsw"):
-            raise ValueError(f"index kind must be 'flat' or 'hnsw', got {self.kind!r}")
+            raise ConfigError(f"index kind must be 'flat' or 'hnsw', got {self.kind!r}")
         if min(self.hnsw_m, self.ef_construction, self.ef_search) < 1:
-            raise ValueError("HNSW parameters must be positive")
+            raise ConfigError("HNSW parameters must be positive")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,6 +69,7 @@ class VectorIndex:
     def create(cls, dim: int, config: VectorIndexConfig) -> VectorIndex:
         import faiss
 
+        base: Any
         if config.kind == "flat":
             base = faiss.IndexFlatIP(dim)
         else:
@@ -93,7 +94,8 @@ class VectorIndex:
         import faiss
 
         if self.config.kind == "hnsw":
-            faiss.downcast_index(self._index.index).hnsw.efSearch = self.config.ef_search
+            hnsw: Any = faiss.downcast_index(self._index.index)
+            hnsw.hnsw.efSearch = self.config.ef_search
 
     @property
     def dim(self) -> int:
@@ -106,7 +108,9 @@ class VectorIndex:
         """Add vectors of shape ``(n, dim)`` under the given ids."""
         if vectors.shape != (len(ids), self.dim):
             raise ValueError(f"expected vectors of shape ({len(ids)}, {self.dim}), got {vectors.shape}")
-        self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
+        self._index.add_with_ids(
+            np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64)
+        )
 
     def remove(self, ids: list[int]) -> None:
         """Remove vectors by id (HNSW graphs are rebuilt without them)."""

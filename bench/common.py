@@ -1,0 +1,64 @@
+"""Helpers shared by the benchmark scripts: timing, machine facts, result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def latency_ms(fn: Callable[[str], object], queries: Sequence[str], warmup: int = 5) -> dict[str, float]:
+    """p50 / p99 / mean wall time of ``fn(query)`` over ``queries``, one at a time."""
+    for q in queries[:warmup]:
+        fn(q)
+    times = []
+    for q in queries:
+        start = time.perf_counter()
+        fn(q)
+        times.append((time.perf_counter() - start) * 1000)
+    arr = np.asarray(times)
+    return {
+        "p50_ms": float(np.percentile(arr, 50)),
+        "p99_ms": float(np.percentile(arr, 99)),
+        "mean_ms": float(arr.mean()),
+        "n": len(times),
+    }
+
+
+def write_results(name: str, payload: dict[str, Any], table: str, command: str) -> None:
+    """Write ``bench/results/<name>.json`` and ``<name>.md`` (with the command that made them)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {"command": command, "machine": machine(), **payload}
+    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    header = f"# {name}\n\nProduced by `{command}` on {payload['machine']['cpu_count']} CPU cores.\n\n"
+    (RESULTS / f"{name}.md").write_text(header + table + "\n", encoding="utf-8")
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    def fmt(v: object) -> str:
+        return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)

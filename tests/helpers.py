@@ -1,0 +1,85 @@
+"""Test doubles and builders shared by the test suite."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from densa.encode import EncoderSpec, l2_normalize
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TINY = FIXTURES / "tiny"
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+class HashingEncoder:
+    """A deterministic bag-of-words encoder: each word hashes to one of ``dim`` buckets.
+
+    Fast and exact, so index and search tests can reason about which documents match.
+    """
+
+    def __init__(self, dim: int = 64, name: str = "hashing") -> None:
+        self._spec = EncoderSpec(
+            model=name,
+            fingerprint=hashlib.sha256(name.encode()).hexdigest()[:16],
+            query_model=None,
+            query_fingerprint=None,
+            pooling="mean",
+            similarity="cosine",
+            normalize=True,
+            query_prefix="",
+            passage_prefix="",
+            max_length=16,
+            dim=dim,
+        )
+        self.encoded_documents = 0
+
+    @property
+    def spec(self) -> EncoderSpec:
+        return self._spec
+
+    def _vectors(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        out = np.zeros((len(texts), self._spec.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in _WORD.findall(text.lower()):
+                bucket = int(hashlib.md5(word.encode()).hexdigest(), 16) % self._spec.dim
+                out[row, bucket] += 1.0
+        return l2_normalize(out)
+
+    def encode_queries(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        return self._vectors(texts)
+
+    def encode_documents(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        self.encoded_documents += len(texts)
+        return self._vectors(texts)
+
+    def count_truncated(self, texts: Sequence[str]) -> int:
+        return sum(1 for t in texts if len(_WORD.findall(t)) > self._spec.max_length - 2)
+
+
+def build_tiny_bert(path: Path, minilm: Path, *, seed: int = 0, hidden: int = 32) -> Path:
+    """A randomly initialised 2-layer BERT with MiniLM's vocabulary, saved as a plain folder."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    vocab_size = len((minilm / "vocab.txt").read_text(encoding="utf-8").splitlines())
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=128,
+    )
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(path)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (minilm / name).is_file():
+            shutil.copy(minilm / name, path / name)
+    return path

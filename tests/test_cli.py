@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from densa.cli import app
+from tests.helpers import TINY
+
+runner = CliRunner()
+
+
+def _ok(args: list[str]) -> str:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def tiny_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "idx"
+    out = _ok(["index", str(TINY / "corpus.jsonl"), "-o", str(path)])
+    assert "indexed 10 documents" in out
+    return path
+
+
+def test_search_prints_ranked_hits(tiny_index: Path) -> None:
+    out = _ok(["search", str(tiny_index), "heart attack", "-k", "3"])
+    first = out.splitlines()[0].split()
+    assert first[0] == "1" and first[2] == "d3"
+
+
+def test_search_json(tiny_index: Path) -> None:
+    hits = json.loads(_ok(["search", str(tiny_index), "astronauts walking on the moon", "-k", "2", "--json"]))
+    assert [h["rank"] for h in hits] == [1, 2]
+    assert hits[0]["id"] == "d9"
+    assert set(hits[0]) == {"rank", "id", "score", "title", "snippet"}
+
+
+def test_batch_search_writes_a_trec_run_and_eval_scores_it(tiny_index: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run.trec"
+    _ok(
+        [
+            "search",
+            str(tiny_index),
+            "--queries",
+            str(TINY / "queries.jsonl"),
+            "--output",
+            str(run),
+            "-k",
+            "5",
+        ]
+    )
+    lines = run.read_text().splitlines()
+    assert len(lines) == 20 and lines[0].split()[:2] == ["q1", "Q0"]
+    from_file = json.loads(
+        _ok(["eval", "--run", str(run), "--qrels", str(TINY / "qrels/test.tsv"), "--json"])
+    )
+    direct = json.loads(_ok(["eval", str(tiny_index), "--dataset", str(TINY), "--json"]))
+    assert set(direct) == {
+        "ndcg@10",
+        "recall@100",
+        "mrr@10",
+        "accuracy@1",
+        "accuracy@5",
+        "accuracy@20",
+        "accuracy@100",
+        "queries",
+    }
+    assert direct["queries"] == 4
+    assert direct["accuracy@1"] == 1.0  # every tiny query's answer ranks first
+    assert from_file["mrr@10"] == pytest.approx(direct["mrr@10"])
+
+
+def test_info_shows_the_manifest(tiny_index: Path) -> None:
+    info = json.loads(_ok(["info", str(tiny_index)]))
+    assert info["dim"] == 384 and info["index_kind"] == "flat"
+    assert info["counts"]["documents"] == 10
+    assert info["bytes"]["on_disk"] > 0
+
+
+def _densa(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "densa", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_bad_corpus_is_one_clear_error_line_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "corpus.jsonl"
+    bad.write_text('{"_id": "a", "text": "ok"}\n{"_id": "b", "text": \n', encoding="utf-8")
+    result = _densa("index", str(bad), "-o", str(tmp_path / "idx"))
+    assert result.returncode == 2
+    assert f"error: {bad}:2: malformed JSON" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "idx").exists()
+
+
+@pytest.mark.slow
+def test_skip_bad_indexes_the_rest_and_reports(tmp_path: Path) -> None:
+    bad = tmp_path / "corpus.jsonl"
+    bad.write_text(
+        '{"_id": "a", "text": "ok text"}\n{broken\n{"_id": "c", "text": "more"}\n', encoding="utf-8"
+    )
+    result = _densa("index", str(bad), "-o", str(tmp_path / "idx"), "--skip-bad")
+    assert result.returncode == 0, result.stderr
+    assert "indexed 2 documents" in result.stdout
+    assert f"{bad}:2: malformed JSON" in result.stderr
