@@ -25,7 +25,7 @@ from densa.corpus import BeirDataset, read_corpus
 from densa.encode import DEFAULT_MODEL, SentenceTransformerEncoder, resolve_model_path
 from densa.evaluate import evaluate_dataset
 from densa.index import Index
-from densa.search import DenseRetriever
+from densa.search import Searcher
 
 DATASETS = ("scifact", "cranfield", "msmarco-dl19-subset")
 
@@ -49,7 +49,7 @@ def run_dataset(root: Path, work: Path, encoder: SentenceTransformerEncoder) -> 
     index = Index.build(read_corpus(dataset.corpus_path), work / root.name, encoder=encoder, progress=True)
     stats = index.build_stats
     assert stats is not None
-    result, _ = evaluate_dataset(DenseRetriever(index), dataset, "test")
+    result, _ = evaluate_dataset(Searcher(index), dataset, "test")
     queries = [q.text for q in dataset.queries("test")][:200]
     latency = latency_ms(lambda q: index.search([q], 10), queries)
     baseline = plain_sentence_transformers_docs_per_s(dataset.corpus_path)

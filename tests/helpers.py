@@ -7,6 +7,7 @@ import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +40,7 @@ class HashingEncoder:
             dim=dim,
         )
         self.encoded_documents = 0
+        self._tokenizer: Any = None
 
     @property
     def spec(self) -> EncoderSpec:
@@ -51,6 +53,17 @@ class HashingEncoder:
                 bucket = int(hashlib.md5(word.encode()).hexdigest(), 16) % self._spec.dim
                 out[row, bucket] += 1.0
         return l2_normalize(out)
+
+    @property
+    def tokenizer(self) -> Any:
+        """MiniLM's tokenizer, so chunking can be tested with this encoder."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            from densa.encode import DEFAULT_MODEL, resolve_model_path
+
+            self._tokenizer = AutoTokenizer.from_pretrained(str(resolve_model_path(DEFAULT_MODEL)))
+        return self._tokenizer
 
     def encode_queries(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         return self._vectors(texts)

@@ -6,37 +6,47 @@
 """
 
 from densa._version import __version__
+from densa.chunk import ChunkConfig
 from densa.corpus import BeirDataset, SkipReport, read_corpus, read_qrels, read_queries
 from densa.encode import DEFAULT_MODEL, Encoder, EncoderConfig, SentenceTransformerEncoder
 from densa.errors import DensaError, IndexMismatchError, InputError
 from densa.evaluate import EvalResult, evaluate, evaluate_dataset
-from densa.index import Index, VectorIndexConfig
-from densa.search import DenseRetriever, Retriever
+from densa.fuse import FusionConfig, fuse_runs
+from densa.index import BM25Config, Index, VectorIndexConfig
+from densa.rerank import CrossEncoderReranker, Reranker
+from densa.search import Retriever, SearchConfig, Searcher
 from densa.types import Document, Hit, Qrels, Query, Run
 
 __all__ = [
     "DEFAULT_MODEL",
+    "BM25Config",
     "BeirDataset",
+    "ChunkConfig",
+    "CrossEncoderReranker",
     "DensaError",
-    "DenseRetriever",
     "Document",
     "Encoder",
     "EncoderConfig",
     "EvalResult",
+    "FusionConfig",
     "Hit",
     "Index",
     "IndexMismatchError",
     "InputError",
     "Qrels",
     "Query",
+    "Reranker",
     "Retriever",
     "Run",
+    "SearchConfig",
+    "Searcher",
     "SentenceTransformerEncoder",
     "SkipReport",
     "VectorIndexConfig",
     "__version__",
     "evaluate",
     "evaluate_dataset",
+    "fuse_runs",
     "read_corpus",
     "read_qrels",
     "read_queries",

@@ -10,11 +10,15 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from densa.errors import DensaError
+
+if TYPE_CHECKING:
+    from densa.index import Index
+    from densa.search import Searcher
 
 app = typer.Typer(
     name="densa",
@@ -23,10 +27,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-ModelOpt = Annotated[
-    str | None, typer.Option("--model", help="Model folder (default: bundled all-MiniLM-L6-v2).")
-]
 
 
 @app.callback()
@@ -38,6 +38,24 @@ def _quiet_model_loading() -> None:
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 
+IndexArg = Annotated[Path, typer.Argument(metavar="INDEX", help="Index folder.")]
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", help="Model folder (default: bundled all-MiniLM-L6-v2).")
+]
+ModeOpt = Annotated[str, typer.Option(help="dense | bm25 | hybrid.")]
+FusionOpt = Annotated[
+    str | None, typer.Option(help="Hybrid fusion: rrf | weighted (default: tuned default).")
+]
+WeightsOpt = Annotated[str | None, typer.Option(help="Hybrid weights 'dense,bm25', e.g. 0.7,0.3.")]
+NormOpt = Annotated[str | None, typer.Option(help="Weighted fusion normalisation: minmax | zscore.")]
+RerankOpt = Annotated[Path | None, typer.Option(help="Cross-encoder folder to rerank the top candidates.")]
+RerankDepthOpt = Annotated[int, typer.Option(help="Candidates the cross-encoder rescores.")]
+FilterOpt = Annotated[
+    list[str] | None, typer.Option("--filter", help="Metadata filter field=value (repeatable).")
+]
+AggregateOpt = Annotated[str, typer.Option(help="Document score from its passages: max | sum.")]
+
+
 def _echo_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
@@ -45,6 +63,47 @@ def _echo_json(data: Any) -> None:
 def _snippet(text: str, width: int = 160) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _fusion_config(fusion: str | None, weights: str | None, normalization: str | None) -> Any:
+    from dataclasses import replace
+
+    from densa.fuse import FusionConfig
+
+    config = FusionConfig()
+    if fusion is not None:
+        config = replace(config, method=fusion)  # type: ignore[arg-type]
+    if weights is not None:
+        try:
+            config = replace(config, weights=tuple(float(w) for w in weights.split(",")))
+        except ValueError:
+            raise DensaError(f"--weights {weights!r} is not a comma-separated list of numbers") from None
+    if normalization is not None:
+        config = replace(config, normalization=normalization)  # type: ignore[arg-type]
+    return config
+
+
+def _searcher(
+    index: Index,
+    mode: str,
+    fusion: str | None,
+    weights: str | None,
+    normalization: str | None,
+    rerank: Path | None,
+    rerank_depth: int,
+    aggregate: str,
+) -> Searcher:
+    from densa.rerank import CrossEncoderReranker
+    from densa.search import SearchConfig, Searcher
+
+    config = SearchConfig(
+        mode=mode,  # type: ignore[arg-type]
+        fusion=_fusion_config(fusion, weights, normalization),
+        rerank_depth=rerank_depth,
+        aggregate=aggregate,  # type: ignore[arg-type]
+    )
+    reranker = CrossEncoderReranker(rerank, show_progress=True) if rerank is not None else None
+    return Searcher(index, config, reranker=reranker)
 
 
 @app.command()
@@ -60,16 +119,23 @@ def index(
     max_length: Annotated[int | None, typer.Option(help="Token limit (default: the model's).")] = None,
     dim: Annotated[int | None, typer.Option(help="Matryoshka: keep the first DIM dimensions.")] = None,
     kind: Annotated[str, typer.Option(help="flat (exact) | hnsw.")] = "flat",
+    chunk_tokens: Annotated[
+        int | None, typer.Option(help="Split documents into passages of N tokens.")
+    ] = None,
+    chunk_overlap: Annotated[int, typer.Option(help="Tokens shared by consecutive passages.")] = 32,
+    k1: Annotated[float, typer.Option(help="BM25 k1.")] = 1.5,
+    b: Annotated[float, typer.Option(help="BM25 b.")] = 0.75,
     corpus_format: Annotated[str, typer.Option("--format", help="auto | jsonl | tsv | folder.")] = "auto",
     skip_bad: Annotated[bool, typer.Option(help="Skip bad records and report them.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing index.")] = False,
     batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 32,
     device: Annotated[str | None, typer.Option(help="cpu | cuda (default: cuda when present).")] = None,
 ) -> None:
-    """Encode CORPUS and write an index folder."""
+    """Encode CORPUS and write an index folder (vectors, BM25, documents)."""
+    from densa.chunk import ChunkConfig
     from densa.corpus import SkipReport, read_corpus
     from densa.encode import DEFAULT_MODEL, EncoderConfig
-    from densa.index import Index, VectorIndexConfig
+    from densa.index import BM25Config, Index, VectorIndexConfig
 
     config = EncoderConfig(
         model=model or DEFAULT_MODEL,
@@ -83,6 +149,7 @@ def index(
         batch_size=batch_size,
         device=device,
     )
+    chunking = ChunkConfig(chunk_tokens, chunk_overlap) if chunk_tokens else None
     report = SkipReport()
     docs = read_corpus(corpus, format=corpus_format, skip_bad=skip_bad, report=report)  # type: ignore[arg-type]
     built = Index.build(
@@ -90,44 +157,108 @@ def index(
         output,
         encoder=config,
         vectors=VectorIndexConfig(kind=kind),  # type: ignore[arg-type]
+        bm25=BM25Config(k1=k1, b=b),
+        chunking=chunking,
         overwrite=overwrite,
         progress=True,
     )
     stats = built.build_stats
     assert stats is not None
     typer.echo(
-        f"indexed {stats.documents} documents into {output} "
+        f"indexed {stats.documents} documents ({stats.passages} passages) into {output} "
         f"in {stats.seconds:.1f}s ({stats.docs_per_second:.1f} docs/s)"
     )
-    if stats.truncated:
+    _report_truncation(stats.truncated, built)
+    if len(report):
+        typer.echo(report.summary(), err=True)
+
+
+def _report_truncation(truncated: int, built: Index) -> None:
+    if not truncated:
+        return
+    limit = built.manifest.encoder.max_length
+    if built.manifest.chunking is not None:
         typer.echo(
-            f"note: {stats.truncated} document(s) are longer than the model's "
-            f"{built.manifest.encoder.max_length}-token limit; only their first tokens are encoded"
+            f"note: {truncated} document(s) exceed the {limit}-token limit and were split into passages"
         )
+    else:
+        typer.echo(
+            f"note: {truncated} document(s) are longer than the model's {limit}-token limit; only their "
+            "first tokens are encoded (use --chunk-tokens to index every part)"
+        )
+
+
+@app.command()
+def add(
+    index_path: IndexArg,
+    corpus: Annotated[Path, typer.Argument(help="Documents to add (same formats as `densa index`).")],
+    corpus_format: Annotated[str, typer.Option("--format", help="auto | jsonl | tsv | folder.")] = "auto",
+    skip_bad: Annotated[bool, typer.Option(help="Skip bad records and report them.")] = False,
+) -> None:
+    """Add documents to INDEX (vectors, BM25 and store, atomically)."""
+    from densa.corpus import SkipReport, read_corpus
+    from densa.index import Index
+
+    report = SkipReport()
+    docs = read_corpus(corpus, format=corpus_format, skip_bad=skip_bad, report=report)  # type: ignore[arg-type]
+    updated = Index.open(index_path).add(docs, progress=True)
+    assert updated.build_stats is not None
+    typer.echo(f"added {updated.build_stats.documents} documents; {index_path} now holds {len(updated)}")
+    _report_truncation(updated.build_stats.truncated, updated)
     if len(report):
         typer.echo(report.summary(), err=True)
 
 
 @app.command()
+def delete(
+    index_path: IndexArg,
+    ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Document ids to delete.")],
+) -> None:
+    """Delete documents from INDEX by id (vectors, BM25 and store, atomically)."""
+    from densa.index import Index
+
+    updated = Index.open(index_path).delete(ids)
+    typer.echo(f"deleted {len(ids)} documents; {index_path} now holds {len(updated)}")
+
+
+@app.command()
 def search(
-    index_path: Annotated[Path, typer.Argument(metavar="INDEX", help="Index folder.")],
+    index_path: IndexArg,
     query: Annotated[str | None, typer.Argument(help="Query text.")] = None,
     k: Annotated[int, typer.Option("-k", help="Results per query.")] = 10,
     queries: Annotated[Path | None, typer.Option(help="queries.jsonl or qid<TAB>text file.")] = None,
     output: Annotated[Path | None, typer.Option(help="TREC run file to write (with --queries).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    mode: ModeOpt = "dense",
+    fusion: FusionOpt = None,
+    weights: WeightsOpt = None,
+    normalization: NormOpt = None,
+    rerank: RerankOpt = None,
+    rerank_depth: RerankDepthOpt = 100,
+    filters: FilterOpt = None,
+    aggregate: AggregateOpt = "max",
     model: ModelOpt = None,
 ) -> None:
     """Search INDEX for one QUERY, or for every query of --queries into a TREC run file."""
     from densa.corpus import read_queries
     from densa.index import Index
-    from densa.search import DenseRetriever
+    from densa.index.store import parse_filter
 
     if (query is None) == (queries is None):
         raise DensaError("give either a QUERY or --queries FILE")
-    idx = Index.open(index_path, model=model)
+    searcher = _searcher(
+        Index.open(index_path, model=model),
+        mode,
+        fusion,
+        weights,
+        normalization,
+        rerank,
+        rerank_depth,
+        aggregate,
+    )
+    where = parse_filter(filters or [])
     if queries is not None:
-        run = DenseRetriever(idx).search(read_queries(queries), k)
+        run = searcher.search(read_queries(queries), k, filter=where)
         if output is None:
             for line in run.to_trec_lines():
                 typer.echo(line)
@@ -138,7 +269,7 @@ def search(
             )
         return
     assert query is not None
-    hits = idx.search([query], k)[0]
+    hits = searcher.hits([query], k, filter=where)[0]
     if as_json:
         _echo_json(
             [
@@ -147,7 +278,7 @@ def search(
                     "id": h.doc_id,
                     "score": h.score,
                     "title": h.title,
-                    "snippet": _snippet(h.text),
+                    "snippet": _snippet(h.passage or h.text),
                 }
                 for h in hits
             ]
@@ -155,7 +286,7 @@ def search(
         return
     for h in hits:
         title = f"  {h.title}" if h.title else ""
-        typer.echo(f"{h.rank:>3}  {h.score:.4f}  {h.doc_id}{title}\n     {_snippet(h.text)}")
+        typer.echo(f"{h.rank:>3}  {h.score:.4f}  {h.doc_id}{title}\n     {_snippet(h.passage or h.text)}")
 
 
 @app.command("eval")
@@ -167,13 +298,19 @@ def eval_(
     qrels_file: Annotated[Path | None, typer.Option("--qrels", help="Qrels (BEIR TSV or TREC).")] = None,
     output: Annotated[Path | None, typer.Option(help="Also write the run to this TREC file.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    mode: ModeOpt = "dense",
+    fusion: FusionOpt = None,
+    weights: WeightsOpt = None,
+    normalization: NormOpt = None,
+    rerank: RerankOpt = None,
+    rerank_depth: RerankDepthOpt = 100,
+    aggregate: AggregateOpt = "max",
     model: ModelOpt = None,
 ) -> None:
-    """Score INDEX on --dataset, or score --run against --qrels (nDCG@10, Recall@100, MRR@10, accuracy@k)."""
+    """Score INDEX on --dataset, or --run against --qrels (nDCG@10, Recall@100, MRR@10, accuracy@k)."""
     from densa.corpus import BeirDataset, read_qrels
     from densa.evaluate import evaluate, evaluate_dataset
     from densa.index import Index
-    from densa.search import DenseRetriever
     from densa.types import Run
 
     if run_file is not None or qrels_file is not None:
@@ -183,8 +320,17 @@ def eval_(
     else:
         if index_path is None or dataset is None:
             raise DensaError("give INDEX and --dataset, or --run and --qrels")
-        idx = Index.open(index_path, model=model)
-        result, run = evaluate_dataset(DenseRetriever(idx), BeirDataset(dataset), split)
+        searcher = _searcher(
+            Index.open(index_path, model=model),
+            mode,
+            fusion,
+            weights,
+            normalization,
+            rerank,
+            rerank_depth,
+            aggregate,
+        )
+        result, run = evaluate_dataset(searcher, BeirDataset(dataset), split)
         if output is not None:
             run.write_trec(output)
     if as_json:
@@ -195,9 +341,25 @@ def eval_(
 
 
 @app.command()
-def info(
-    index_path: Annotated[Path, typer.Argument(metavar="INDEX", help="Index folder.")],
+def fuse(
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN...", help="Two or more TREC run files.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Fused TREC run file.")],
+    fusion: FusionOpt = None,
+    weights: WeightsOpt = None,
+    normalization: NormOpt = None,
+    k: Annotated[int, typer.Option("-k", help="Results kept per query.")] = 1000,
 ) -> None:
+    """Fuse TREC run files (RRF or weighted) into one."""
+    from densa.fuse import fuse_runs
+    from densa.types import Run
+
+    fused = fuse_runs([Run.read_trec(p) for p in runs], _fusion_config(fusion, weights, normalization), k)
+    fused.write_trec(output)
+    typer.echo(f"fused {len(runs)} runs over {len(fused)} queries into {output}")
+
+
+@app.command()
+def info(index_path: IndexArg) -> None:
     """Show an index's manifest: model, dimension, kind, counts and bytes."""
     from densa.index import Index
 
@@ -214,14 +376,18 @@ def demo(
 
     with tempfile.TemporaryDirectory() as tmp:
         result = run_demo(output or Path(tmp) / "sample-index", query)
-        typer.echo(f"\nquery: {query!r}  (dense search, all-MiniLM-L6-v2)\n")
-        for h in result.dense:
+    typer.echo(f"\nquery: {query!r}\n")
+    for name, hits in (("BM25 (keywords)", result.bm25), ("dense (all-MiniLM-L6-v2)", result.dense)):
+        typer.echo(f"{name}:")
+        if not hits:
+            typer.echo("   no document shares a word with the query")
+        for h in hits:
             shared = sorted(shared_words(query, f"{h.title} {h.text}"))
-            overlap = ", ".join(shared) if shared else "none: a match by meaning only"
-            typer.echo(f"{h.rank}. [{h.score:.3f}] {h.title}  (words shared with the query: {overlap})")
-            typer.echo(f"   {_snippet(h.text, 110)}")
+            overlap = "shares: " + ", ".join(shared) if shared else "no shared word: a match by meaning"
+            typer.echo(f"  {h.rank}. [{h.score:.3f}] {h.title}  ({overlap})")
+        typer.echo("")
     if output is not None:
-        typer.echo(f'\nindex kept at {output}; try: densa search {output} "your question"')
+        typer.echo(f'index kept at {output}; try: densa search {output} "your question" --mode hybrid')
 
 
 def main() -> None:

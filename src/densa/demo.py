@@ -36,6 +36,7 @@ def shared_words(query: str, text: str) -> set[str]:
 class DemoResult:
     index_path: Path
     query: str
+    bm25: list[Hit]
     dense: list[Hit]
 
 
@@ -46,6 +47,7 @@ def run_demo(index_path: Path, query: str = "heart attack", k: int = 5) -> DemoR
     else:
         index = Index.build(read_corpus(sample_dataset_path() / "corpus.jsonl"), index_path, progress=True)
     try:
-        return DemoResult(index_path, query, index.search([query], k)[0])
+        bm25 = index.search([query], k, mode="bm25")[0]
+        return DemoResult(index_path, query, bm25, index.search([query], k)[0])
     finally:
         index.close()

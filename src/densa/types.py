@@ -18,7 +18,7 @@ import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from densa.errors import InputError
 
@@ -68,7 +68,10 @@ class Query:
 
 @dataclass(frozen=True)
 class Hit:
-    """One ranked result: a document id, its score and 1-based rank, with stored fields."""
+    """One ranked result: a document id, its score and 1-based rank, with stored fields.
+
+    ``passage`` is the best-matching chunk when the index splits long documents, else ``""``.
+    """
 
     doc_id: str
     score: float
@@ -76,9 +79,13 @@ class Hit:
     title: str = ""
     text: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    passage: str = ""
 
 
-def rank_items(items: Iterable[tuple[str, float]]) -> list[tuple[str, float]]:
+K = TypeVar("K", str, int)
+
+
+def rank_items(items: Iterable[tuple[K, float]]) -> list[tuple[K, float]]:
     """Sort ``(doc_id, score)`` pairs as trec_eval does: score descending, ties by id descending.
 
     Examples

@@ -39,6 +39,11 @@ class Encoder(Protocol):
     @property
     def spec(self) -> EncoderSpec: ...
 
+    @property
+    def tokenizer(self) -> Any:
+        """The passage tower's Hugging Face tokenizer (used to chunk long documents)."""
+        ...
+
     def encode_queries(self, texts: Sequence[str]) -> Vectors: ...
 
     def encode_documents(self, texts: Sequence[str]) -> Vectors: ...
@@ -137,6 +142,10 @@ class SentenceTransformerEncoder:
     @property
     def spec(self) -> EncoderSpec:
         return self._spec
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._doc_model.tokenizer
 
     def encode_queries(self, texts: Sequence[str]) -> Vectors:
         """Query vectors, shape ``(len(texts), dim)``."""

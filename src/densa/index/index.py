@@ -1,4 +1,4 @@
-"""The index folder: document store + vector index + manifest, built and opened as one.
+"""The index folder: document store + vectors + BM25 + manifest, built, changed and opened as one.
 
 Examples
 --------
@@ -13,29 +13,44 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from itertools import islice
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
+from densa.chunk.chunker import ChunkConfig
 from densa.encode.config import EncoderConfig, EncoderSpec
 from densa.encode.encoder import Encoder, SentenceTransformerEncoder
 from densa.encode.model_files import fingerprint, resolve_model_path
-from densa.errors import DensaError, IndexMismatchError
+from densa.errors import DensaError, IndexMismatchError, InputError
+from densa.index.bm25 import BM25Config, BM25Index
+from densa.index.generation import (
+    BM25_DIR,
+    DOCS_FILE,
+    VECTORS_FILE,
+    BuildStats,
+    GenerationWriter,
+    dir_bytes,
+    encode_into,
+    write_lock,
+)
 from densa.index.manifest import MANIFEST, Manifest
-from densa.index.store import DocumentStore
+from densa.index.store import DocumentStore, Filter
 from densa.index.vectors import VectorIndex, VectorIndexConfig
 from densa.types import Document, Hit
 
-__all__ = ["BuildStats", "Index"]
+if TYPE_CHECKING:
+    from densa.rerank.reranker import Reranker
+    from densa.search.searcher import Mode, SearchConfig
 
-DOCS_FILE = "docs.sqlite"
-_PROGRESS_STEP = 256
-VECTORS_FILE = "vectors.faiss"
+__all__ = ["DenseScores", "Index"]
+
+#: per query: ``{row id: (score, best passage id)}``
+DenseScores = list[dict[int, tuple[float, int]]]
+
 _SPEC_FIELDS_THAT_CHANGE_VECTORS = (
     "fingerprint",
     "query_fingerprint",
@@ -48,42 +63,14 @@ _SPEC_FIELDS_THAT_CHANGE_VECTORS = (
 )
 
 
-@dataclass(frozen=True)
-class BuildStats:
-    """What a build did: documents indexed, passages over the token limit, time taken."""
-
-    documents: int
-    truncated: int
-    seconds: float
-
-    @property
-    def docs_per_second(self) -> float:
-        return self.documents / self.seconds if self.seconds > 0 else 0.0
-
-
-def _batched(items: Iterable[Document], size: int) -> Iterator[list[Document]]:
-    it = iter(items)
-    while batch := list(islice(it, size)):
-        yield batch
-
-
-def _next_generation(path: Path) -> str:
-    numbers = [int(p.name[4:]) for p in path.glob("gen-*") if p.name[4:].isdigit()]
-    return f"gen-{max(numbers, default=0) + 1:06d}"
-
-
-def _dir_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
 def _make_encoder(encoder: Encoder | EncoderConfig | None) -> Encoder:
     if encoder is None or isinstance(encoder, EncoderConfig):
-        return SentenceTransformerEncoder(encoder, show_progress=False)
+        return SentenceTransformerEncoder(encoder)
     return encoder
 
 
 class Index:
-    """A densa index folder opened for search.
+    """A densa index folder opened for search and updates.
 
     Use :meth:`build` to create one and :meth:`open` to load one; the constructor is internal.
     """
@@ -92,18 +79,22 @@ class Index:
         self,
         path: Path,
         manifest: Manifest,
-        store: DocumentStore,
-        vectors: VectorIndex,
         encoder: Encoder | None,
         encoder_options: dict[str, Any],
     ) -> None:
         self.path = path
         self.manifest = manifest
-        self.store = store
-        self.vectors = vectors
         self._encoder = encoder
         self._encoder_options = encoder_options
+        gen_dir = path / manifest.generation
+        self.store = DocumentStore(gen_dir / DOCS_FILE, read_only=True)
+        self.vectors = VectorIndex.load(gen_dir / VECTORS_FILE, manifest.vectors)
+        self.bm25 = BM25Index.load(gen_dir / BM25_DIR)
         self.build_stats: BuildStats | None = None
+        if len(self.bm25) != manifest.documents:
+            raise DensaError(
+                f"{path}: BM25 holds {len(self.bm25)} documents, the manifest {manifest.documents}"
+            )
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -114,14 +105,16 @@ class Index:
         *,
         encoder: Encoder | EncoderConfig | None = None,
         vectors: VectorIndexConfig | None = None,
+        bm25: BM25Config | None = None,
+        chunking: ChunkConfig | None = None,
         overwrite: bool = False,
         batch_size: int = 2048,
         progress: bool = False,
     ) -> Index:
         """Encode ``documents`` and write a new index folder at ``path``.
 
-        Everything is written to a fresh generation folder first; the manifest that makes
-        it current is written last. If reading or encoding fails half-way, the partial
+        Everything is written to a fresh generation folder; the manifest that makes it
+        current is written last. If reading or encoding fails half-way, the partial
         generation is removed and whatever index was at ``path`` stays as it was.
 
         Parameters
@@ -134,10 +127,15 @@ class Index:
             An :class:`Encoder`, or the configuration of one (default: bundled MiniLM).
         vectors
             Which FAISS index to build (default exact inner product).
+        bm25
+            BM25 parameters of the keyword index built alongside.
+        chunking
+            Split documents longer than ``chunking.max_tokens`` into passages (default: one
+            passage per document, truncated at the model's limit and counted).
         overwrite
             Replace an existing index at ``path``.
         batch_size
-            Documents read, stored and encoded per step (sorted by length inside a step).
+            Documents read, stored and encoded per step.
         progress
             Show a progress bar.
         """
@@ -150,38 +148,33 @@ class Index:
             raise DensaError(f"{path} exists and is not a densa index; choose an empty or new folder")
         enc = _make_encoder(encoder)
         vector_config = vectors or VectorIndexConfig()
+        bm25_config = bm25 or BM25Config()
         created_dir = not path.exists()
         path.mkdir(parents=True, exist_ok=True)
-        generation = _next_generation(path)
-        gen_dir = path / generation
-        gen_dir.mkdir()
         start = time.perf_counter()
         try:
-            store = DocumentStore(gen_dir / DOCS_FILE)
-            index = VectorIndex.create(enc.spec.dim, vector_config)
-            truncated = _fill(store, index, enc, documents, batch_size, progress)
-            store.commit()
-            store.close()
-            index.save(gen_dir / VECTORS_FILE)
+            with write_lock(path), GenerationWriter(path, base=None) as writer:
+                vecs = VectorIndex.create(enc.spec.dim, vector_config)
+                added = encode_into(writer.store, vecs, enc, documents, chunking, batch_size, progress)
+                manifest = Manifest(
+                    encoder=enc.spec,
+                    vectors=vector_config,
+                    bm25=bm25_config,
+                    chunking=chunking,
+                    generation=writer.generation,
+                    documents=0,
+                    passages=0,
+                    truncated=added.truncated,
+                )
+                writer.commit(manifest, vecs, bm25_config)
         except BaseException:
-            shutil.rmtree(gen_dir, ignore_errors=True)
-            if created_dir and not any(path.iterdir()):
-                path.rmdir()
+            if created_dir and path.exists() and not (path / MANIFEST).exists():
+                shutil.rmtree(path, ignore_errors=True)
             raise
-        manifest = Manifest(
-            encoder=enc.spec,
-            vectors=vector_config,
-            generation=generation,
-            documents=len(index),
-            truncated=truncated,
-            bytes={
-                "vectors": (gen_dir / VECTORS_FILE).stat().st_size,
-                "total": _dir_bytes(gen_dir),
-            },
-        )
-        _commit_generation(path, manifest)
         opened = cls.open(path, encoder=enc)
-        opened.build_stats = BuildStats(len(index), truncated, time.perf_counter() - start)
+        opened.build_stats = BuildStats(
+            added.documents, added.passages, added.truncated, time.perf_counter() - start
+        )
         return opened
 
     # ------------------------------------------------------------------- open
@@ -221,24 +214,23 @@ class Index:
                     f"{model!r} is a different model (fingerprint {got}). Rebuild the index with it."
                 )
             options["model"] = model
-        gen_dir = path / manifest.generation
-        store = DocumentStore(gen_dir / DOCS_FILE, read_only=True)
-        vectors = VectorIndex.load(gen_dir / VECTORS_FILE, manifest.vectors)
-        if len(vectors) != manifest.documents:
-            raise DensaError(f"{path}: {len(vectors)} vectors but the manifest counts {manifest.documents}")
-        return cls(path, manifest, store, vectors, encoder, options)
+        index = cls(path, manifest, encoder, options)
+        if len(index.vectors) != manifest.passages:
+            raise DensaError(
+                f"{path}: {len(index.vectors)} vectors but the manifest counts {manifest.passages}"
+            )
+        return index
 
     @property
     def encoder(self) -> Encoder:
-        """The query encoder, loaded on first use from the manifest's spec."""
+        """The encoder, loaded on first use from the manifest's spec."""
         if self._encoder is None:
             spec = self.manifest.encoder
             config = spec.to_config(
-                batch_size=self._encoder_options["batch_size"],
-                device=self._encoder_options["device"],
+                batch_size=self._encoder_options["batch_size"], device=self._encoder_options["device"]
             )
             if "model" in self._encoder_options:
-                config = EncoderConfig(**{**config.__dict__, "model": self._encoder_options["model"]})
+                config = replace(config, model=self._encoder_options["model"])
             encoder = SentenceTransformerEncoder(config)
             _check_same_encoder(self.path, spec, encoder.spec)
             self._encoder = encoder
@@ -248,80 +240,158 @@ class Index:
         self.store.close()
 
     def __len__(self) -> int:
-        return len(self.vectors)
+        return self.manifest.documents
 
     def get(self, doc_id: str) -> Document | None:
         """The stored document with this id, or ``None``."""
         return self.store.get(doc_id)
 
+    # ---------------------------------------------------------------- updates
+    def add(self, documents: Iterable[Document], *, batch_size: int = 2048, progress: bool = False) -> Index:
+        """Add documents (vectors, BM25 and store together) and return the updated index.
+
+        The change is written as a new generation and made current atomically; an id
+        that is already in the index is an error and changes nothing.
+        """
+        with write_lock(self.path), GenerationWriter(self.path, base=self._fresh_manifest()) as writer:
+            vecs = VectorIndex.load(writer.base_dir / VECTORS_FILE, self.manifest.vectors)
+            added = encode_into(
+                writer.store, vecs, self.encoder, documents, self.manifest.chunking, batch_size, progress
+            )
+            manifest = writer.base_manifest.evolve(truncated=writer.base_manifest.truncated + added.truncated)
+            writer.commit(manifest, vecs, self.manifest.bm25)
+        updated = Index.open(self.path, encoder=self.encoder)
+        updated.build_stats = BuildStats(added.documents, added.passages, added.truncated, 0.0)
+        return updated
+
+    def delete(self, ids: Sequence[str]) -> Index:
+        """Delete documents by id and return the updated index; unknown ids are an error."""
+        with write_lock(self.path), GenerationWriter(self.path, base=self._fresh_manifest()) as writer:
+            rids = writer.store.rids_of(list(ids))
+            missing = [i for i in ids if i not in rids]
+            if missing:
+                raise InputError(str(self.path), None, f"no such document id(s): {missing[:5]}")
+            vecs = VectorIndex.load(writer.base_dir / VECTORS_FILE, self.manifest.vectors)
+            vecs.remove(writer.store.pids_of_rids(rids.values()))
+            writer.store.remove(list(rids.values()))
+            writer.commit(writer.base_manifest.evolve(), vecs, self.manifest.bm25)
+        return Index.open(self.path, encoder=self._encoder)
+
+    def _fresh_manifest(self) -> Manifest:
+        current = Manifest.read(self.path)
+        if current.generation != self.manifest.generation:
+            raise DensaError(f"{self.path} was changed by another writer; open it again before updating")
+        return current
+
     # ----------------------------------------------------------------- search
-    def search(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
-        """Dense top-``k`` hits for each query, best first.
+    def search(
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        *,
+        mode: Mode = "dense",
+        filter: Filter | None = None,
+        config: SearchConfig | None = None,
+        reranker: Reranker | None = None,
+    ) -> list[list[Hit]]:
+        """Top-``k`` hits for each query, best first.
 
         Parameters
         ----------
         queries
             Query texts (a single string is treated as one query).
         k
-            Hits per query (fewer when the index holds fewer documents).
+            Hits per query (fewer when fewer documents match).
+        mode
+            ``dense``, ``bm25`` or ``hybrid`` (ignored when ``config`` is given).
+        filter
+            Only documents whose metadata has every ``field: value`` of this mapping.
+        config, reranker
+            Full search configuration and an optional cross-encoder; see
+            :class:`densa.search.Searcher`.
         """
+        from densa.search.searcher import SearchConfig, Searcher
+
         if isinstance(queries, str):
             queries = [queries]
-        if k < 1:
-            raise ValueError("k must be at least 1")
-        if not queries:
-            return []
-        return self.search_vectors(self.encoder.encode_queries(list(queries)), k)
+        searcher = Searcher(self, config or SearchConfig(mode=mode), reranker=reranker)
+        return searcher.hits(list(queries), k, filter=filter)
 
-    def search_vectors(self, query_vectors: npt.NDArray[np.float32], k: int) -> list[list[Hit]]:
-        """Top-``k`` hits for already encoded queries of shape ``(n, dim)``."""
-        scores, ids = self.vectors.search(query_vectors, k)
-        docs = self.store.get_many(int(i) for i in ids.ravel() if i >= 0)
-        results: list[list[Hit]] = []
-        for row_scores, row_ids in zip(scores, ids, strict=True):
-            hits: list[Hit] = []
-            for score, rid in zip(row_scores, row_ids, strict=True):
-                doc = docs.get(int(rid))
-                if rid < 0 or doc is None:
-                    continue
-                hits.append(Hit(doc.id, float(score), len(hits) + 1, doc.title, doc.text, doc.metadata))
-            results.append(hits)
-        return results
+    def allowed(self, filter: Filter | None) -> set[int] | None:
+        """Row ids passing ``filter`` (``None`` when there is no filter)."""
+        return None if not filter else self.store.matching(filter)
+
+    def dense_scores(
+        self,
+        query_vectors: npt.NDArray[np.float32],
+        k: int,
+        allowed: Collection[int] | None = None,
+        *,
+        aggregate: str = "max",
+        top_passages: int = 3,
+    ) -> DenseScores:
+        """Top-``k`` documents per query vector, a document scored by its passages.
+
+        Parameters
+        ----------
+        query_vectors
+            Shape ``(n, dim)``.
+        allowed
+            Row ids that may be returned (``None``: all).
+        aggregate
+            ``max``: the best passage's score. ``sum``: the sum of its ``top_passages`` best.
+        """
+        chunked = self.manifest.passages > self.manifest.documents
+        pids = None if allowed is None else self.store.pids_of_rids(allowed)
+        want = min(k * 4 + 16, self.manifest.passages) if chunked else k
+        while True:
+            scores, ids = self.vectors.search(query_vectors, want, allowed=pids)
+            passages = self.store.passages(int(i) for i in ids.ravel() if i >= 0)
+            results = [
+                _aggregate(row_s, row_i, passages, aggregate, top_passages)
+                for row_s, row_i in zip(scores, ids, strict=True)
+            ]
+            if not chunked or want >= self.manifest.passages or all(len(r) >= k for r in results):
+                return [dict(sorted(r.items(), key=lambda kv: -kv[1][0])[:k]) for r in results]
+            want = min(want * 4, self.manifest.passages)
+
+    def bm25_scores(
+        self, texts: Sequence[str], k: int, allowed: Collection[int] | None = None
+    ) -> list[dict[int, float]]:
+        """BM25 top-``k`` ``{row id: score}`` per query text."""
+        return self.bm25.search(texts, k, allowed)
+
+    def passage_text(self, pid: int) -> str:
+        """The text span of one passage."""
+        rid, start, end = self.store.passages([pid])[pid]
+        doc = self.store.get_many([rid])[rid]
+        return doc.text[start:end]
 
     def info(self) -> dict[str, Any]:
         """The manifest plus on-disk size, as shown by ``densa info``."""
         data = self.manifest.to_dict()
         data["path"] = str(self.path)
-        data["bytes"] = {
-            **data["bytes"],
-            "on_disk": _dir_bytes(self.path / self.manifest.generation),
-        }
+        data["bytes"] = {**data["bytes"], "on_disk": dir_bytes(self.path / self.manifest.generation)}
         return data
 
 
-def _fill(
-    store: DocumentStore,
-    index: VectorIndex,
-    encoder: Encoder,
-    documents: Iterable[Document],
-    batch_size: int,
-    progress: bool,
-) -> int:
-    from tqdm.auto import tqdm
-
-    truncated = 0
-    with tqdm(desc="encoding", unit="doc", disable=not progress, dynamic_ncols=True) as bar:
-        for batch in _batched(documents, batch_size):
-            rids = store.add(batch)
-            texts = [d.full_text for d in batch]
-            truncated += encoder.count_truncated(texts)
-            # longest first, so each forward pass pads to similar lengths
-            order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-            for start in range(0, len(order), _PROGRESS_STEP):
-                part = order[start : start + _PROGRESS_STEP]
-                index.add(encoder.encode_documents([texts[i] for i in part]), [rids[i] for i in part])
-                bar.update(len(part))
-    return truncated
+def _aggregate(
+    scores: npt.NDArray[np.float32],
+    ids: npt.NDArray[np.int64],
+    passages: dict[int, tuple[int, int, int]],
+    how: str,
+    top: int,
+) -> dict[int, tuple[float, int]]:
+    per_doc: dict[int, list[tuple[float, int]]] = {}
+    for score, pid in zip(scores, ids, strict=True):
+        if pid >= 0 and int(pid) in passages:
+            per_doc.setdefault(passages[int(pid)][0], []).append((float(score), int(pid)))
+    out: dict[int, tuple[float, int]] = {}
+    for rid, found in per_doc.items():
+        found.sort(key=lambda sp: -sp[0])
+        value = found[0][0] if how == "max" else sum(s for s, _ in found[:top])
+        out[rid] = (value, found[0][1])
+    return out
 
 
 def _check_same_encoder(path: Path, built: EncoderSpec, given: EncoderSpec) -> None:
@@ -334,11 +404,3 @@ def _check_same_encoder(path: Path, built: EncoderSpec, given: EncoderSpec) -> N
         raise IndexMismatchError(
             f"index {path} was built with another encoder ({built.model!r}): " + "; ".join(differences)
         )
-
-
-def _commit_generation(path: Path, manifest: Manifest) -> None:
-    """Make ``manifest.generation`` current, then remove every other generation folder."""
-    manifest.write(path)
-    for old in path.glob("gen-*"):
-        if old.name != manifest.generation:
-            shutil.rmtree(old, ignore_errors=True)

@@ -5,8 +5,9 @@ An index folder looks like::
     INDEX/
       manifest.json        # this file; replaced atomically on every change
       gen-000001/          # the current generation's data
-        docs.sqlite
-        vectors.faiss
+        docs.sqlite        # documents and passages
+        vectors.faiss      # one vector per passage
+        bm25/              # keyword index over whole documents
 
 A change writes a complete new generation beside the old one, then replaces
 ``manifest.json`` with one rename; a process killed at any point leaves the old or the
@@ -17,14 +18,16 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from densa._version import __version__
+from densa.chunk.chunker import ChunkConfig
 from densa.encode.config import EncoderSpec
 from densa.errors import DensaError
+from densa.index.bm25 import BM25Config
 from densa.index.vectors import VectorIndexConfig
 
 __all__ = ["FORMAT_VERSION", "MANIFEST", "Manifest"]
@@ -43,10 +46,12 @@ class Manifest:
 
     encoder: EncoderSpec
     vectors: VectorIndexConfig
+    bm25: BM25Config
+    chunking: ChunkConfig | None
     generation: str
     documents: int
+    passages: int
     truncated: int = 0
-    options: dict[str, Any] = field(default_factory=dict)
     bytes: dict[str, int] = field(default_factory=dict)
     densa_version: str = __version__
     created: str = field(default_factory=_now)
@@ -70,11 +75,12 @@ class Manifest:
                 "passage": self.encoder.passage_prefix,
             },
             "index_kind": self.vectors.kind,
-            "counts": {"documents": self.documents, "truncated": self.truncated},
+            "counts": {"documents": self.documents, "passages": self.passages, "truncated": self.truncated},
             "bytes": self.bytes,
             "encoder": self.encoder.to_dict(),
             "vectors": self.vectors.to_dict(),
-            "options": self.options,
+            "bm25": self.bm25.to_dict(),
+            "chunking": asdict(self.chunking) if self.chunking else None,
         }
 
     @classmethod
@@ -82,10 +88,12 @@ class Manifest:
         return cls(
             encoder=EncoderSpec.from_dict(data["encoder"]),
             vectors=VectorIndexConfig.from_dict(data["vectors"]),
+            bm25=BM25Config.from_dict(data["bm25"]),
+            chunking=ChunkConfig(**data["chunking"]) if data.get("chunking") else None,
             generation=data["generation"],
             documents=int(data["counts"]["documents"]),
+            passages=int(data["counts"]["passages"]),
             truncated=int(data["counts"].get("truncated", 0)),
-            options=dict(data.get("options", {})),
             bytes={k: int(v) for k, v in data.get("bytes", {}).items()},
             densa_version=data["densa_version"],
             created=data["created"],

@@ -1,6 +1,8 @@
-"""The document store: ids, titles, texts and JSON metadata in SQLite.
+"""The document store: ids, titles, texts, JSON metadata and passages in SQLite.
 
-Each document gets an integer row id; the vector index stores that row id, so a search
+Each document gets an integer row id (``rid``); each of its passages (one, or several
+when long documents are chunked) gets a passage id (``pid``) and the character span it
+covers. The vector index stores passage ids and BM25 stores row ids, so every search
 result maps back to its document with one indexed lookup.
 """
 
@@ -8,13 +10,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from densa.errors import InputError
+from densa.errors import ConfigError, InputError
 from densa.types import Document
 
-__all__ = ["DocumentStore"]
+__all__ = ["DocumentStore", "Filter", "Passage", "parse_filter"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -24,7 +27,16 @@ CREATE TABLE IF NOT EXISTS documents (
     text TEXT NOT NULL,
     metadata TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS passages (
+    pid INTEGER PRIMARY KEY,
+    rid INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS passages_rid ON passages (rid);
 """
+
+Filter = Mapping[str, Any]
 
 
 class DocumentStore:
@@ -46,7 +58,7 @@ class DocumentStore:
         return int(self._db.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
 
     def add(self, documents: Sequence[Document]) -> list[int]:
-        """Insert documents and return their row ids (in order).
+        """Insert documents and return their row ids (in order); see :meth:`add_passages`.
 
         Raises
         ------
@@ -71,11 +83,54 @@ class DocumentStore:
             ) from None
         return rids
 
+    def add_passages(
+        self, rids: Sequence[int], spans: Sequence[Sequence[tuple[int, int]]]
+    ) -> list[list[int]]:
+        """Record each document's passage spans; returns their passage ids, per document."""
+        start = int(self._db.execute("SELECT COALESCE(MAX(pid), -1) FROM passages").fetchone()[0]) + 1
+        out: list[list[int]] = []
+        rows = []
+        for rid, doc_spans in zip(rids, spans, strict=True):
+            pids = list(range(start, start + len(doc_spans)))
+            start += len(doc_spans)
+            out.append(pids)
+            rows += [(pid, rid, a, b) for pid, (a, b) in zip(pids, doc_spans, strict=True)]
+        self._db.executemany("INSERT INTO passages (pid, rid, start, end) VALUES (?, ?, ?, ?)", rows)
+        return out
+
+    def passages(self, pids: Iterable[int]) -> dict[int, Passage]:
+        """``pid -> (rid, start, end)``."""
+        out: dict[int, Passage] = {}
+        for part in _chunks(sorted(set(pids))):
+            marks = ",".join("?" * len(part))
+            rows = self._db.execute(f"SELECT pid, rid, start, end FROM passages WHERE pid IN ({marks})", part)
+            out.update({int(p): (int(r), int(a), int(b)) for p, r, a, b in rows})
+        return out
+
+    def passage_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM passages").fetchone()[0])
+
+    def pids_of_rids(self, rids: Iterable[int]) -> list[int]:
+        out: list[int] = []
+        for part in _chunks(sorted(set(rids))):
+            marks = ",".join("?" * len(part))
+            out += [
+                int(r[0]) for r in self._db.execute(f"SELECT pid FROM passages WHERE rid IN ({marks})", part)
+            ]
+        return out
+
+    def matching(self, where: Filter) -> set[int]:
+        """Row ids of documents whose metadata has every ``field == value`` of ``where``."""
+        clauses = " AND ".join("json_extract(metadata, ?) = ?" for _ in where)
+        params: list[Any] = []
+        for field, value in where.items():
+            params += ['$."' + field.replace('"', '""') + '"', _sql_value(value)]
+        rows = self._db.execute(f"SELECT rid FROM documents WHERE {clauses}", params)
+        return {int(r[0]) for r in rows}
+
     def existing_ids(self, ids: Iterable[str]) -> set[str]:
         found: set[str] = set()
-        batch = list(ids)
-        for i in range(0, len(batch), 500):
-            part = batch[i : i + 500]
+        for part in _chunks(list(ids)):
             marks = ",".join("?" * len(part))
             found.update(
                 r[0] for r in self._db.execute(f"SELECT id FROM documents WHERE id IN ({marks})", part)
@@ -84,24 +139,38 @@ class DocumentStore:
 
     def rids_of(self, ids: Sequence[str]) -> dict[str, int]:
         out: dict[str, int] = {}
-        for i in range(0, len(ids), 500):
-            part = list(ids[i : i + 500])
+        for part in _chunks(list(ids)):
             marks = ",".join("?" * len(part))
             rows = self._db.execute(f"SELECT id, rid FROM documents WHERE id IN ({marks})", part)
             out.update({r[0]: int(r[1]) for r in rows})
         return out
 
+    def ids_of(self, rids: Iterable[int]) -> dict[int, str]:
+        """``row id -> document id``."""
+        out: dict[int, str] = {}
+        for part in _chunks(sorted(set(rids))):
+            marks = ",".join("?" * len(part))
+            out.update(
+                {
+                    int(r): i
+                    for r, i in self._db.execute(
+                        f"SELECT rid, id FROM documents WHERE rid IN ({marks})", part
+                    )
+                }
+            )
+        return out
+
     def remove(self, rids: Sequence[int]) -> None:
+        """Delete documents and their passages."""
         self._db.executemany("DELETE FROM documents WHERE rid = ?", [(r,) for r in rids])
+        self._db.executemany("DELETE FROM passages WHERE rid = ?", [(r,) for r in rids])
 
     def commit(self) -> None:
         self._db.commit()
 
     def get_many(self, rids: Iterable[int]) -> dict[int, Document]:
-        wanted = sorted(set(rids))
         out: dict[int, Document] = {}
-        for i in range(0, len(wanted), 500):
-            part = wanted[i : i + 500]
+        for part in _chunks(sorted(set(rids))):
             marks = ",".join("?" * len(part))
             rows = self._db.execute(
                 f"SELECT rid, id, title, text, metadata FROM documents WHERE rid IN ({marks})", part
@@ -122,3 +191,42 @@ class DocumentStore:
         rows = self._db.execute("SELECT rid, id, title, text, metadata FROM documents ORDER BY rid")
         for rid, doc_id, title, text, meta in rows:
             yield int(rid), Document(id=doc_id, text=text, title=title, metadata=json.loads(meta))
+
+
+Passage = tuple[int, int, int]
+
+
+def _chunks(items: list[Any], size: int = 500) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _sql_value(value: Any) -> Any:
+    """Python value -> what SQLite's ``json_extract`` returns for it."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return value
+
+
+def parse_filter(expressions: Sequence[str]) -> Filter:
+    """``["field=value", ...]`` -> ``{field: value}``; values that parse as JSON (numbers,
+    ``true``, ``null``) are taken as such, anything else as a string.
+
+    Examples
+    --------
+    >>> parse_filter(["topic=medical", "year=2020"])
+    {'topic': 'medical', 'year': 2020}
+    """
+    out: dict[str, Any] = {}
+    for expr in expressions:
+        field, sep, raw = expr.partition("=")
+        if not sep or not field.strip():
+            raise ConfigError(f"filter {expr!r} is not of the form field=value")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out[field.strip()] = value
+    return out

@@ -10,6 +10,7 @@ using Hierarchical Navigable Small World graphs".
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -138,9 +139,28 @@ class VectorIndex:
         return np.stack([self._index.reconstruct(int(i)) for i in ids]).astype(np.float32)
 
     def search(
-        self, queries: npt.NDArray[np.float32], k: int
+        self, queries: npt.NDArray[np.float32], k: int, allowed: list[int] | None = None
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-        """Top-``k`` ``(scores, ids)``, each of shape ``(n_queries, k)``; missing slots have id -1."""
+        """Top-``k`` ``(scores, ids)``, each of shape ``(n_queries, k)``; missing slots have id -1.
+
+        Parameters
+        ----------
+        allowed
+            Only these ids may be returned (FAISS ``IDSelectorBatch``); ``None`` allows all.
+        """
+        faiss: Any = importlib.import_module("faiss")  # its stubs lack the search-parameter classes
         k = max(1, min(k, len(self))) if len(self) else 1
-        scores, ids = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if allowed is None:
+            scores, ids = self._index.search(queries, k)
+            return scores, ids
+        if not allowed:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        selector = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
+        params: Any
+        if self.config.kind == "hnsw":
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=self.config.ef_search)
+        else:
+            params = faiss.SearchParameters(sel=selector)
+        scores, ids = self._index.search(queries, min(k, len(allowed)), params=params)
         return scores, ids

@@ -1,5 +1,6 @@
-"""Search stage: retrievers that turn queries into runs."""
+"""Search stage: dense, BM25 and hybrid retrieval over an index."""
 
-from densa.search.retriever import DenseRetriever, Retriever
+from densa.search.retriever import Retriever
+from densa.search.searcher import Mode, SearchConfig, Searcher
 
-__all__ = ["DenseRetriever", "Retriever"]
+__all__ = ["Mode", "Retriever", "SearchConfig", "Searcher"]

@@ -1,0 +1,167 @@
+"""Search over an :class:`~densa.index.Index`: dense, BM25 or hybrid, filtered, reranked.
+
+The pipeline per query batch::
+
+    filter -> allowed row ids
+    dense:  encode queries -> vector search over passages -> document = best passage(s)
+    bm25:   keyword search over whole documents
+    hybrid: both, ``depth`` candidates each, fused (RRF or weighted)
+    rerank: a cross-encoder rescores the top ``rerank_depth``
+    -> top k
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+from densa.errors import ConfigError
+from densa.fuse.fusion import FusionConfig, fuse
+from densa.index.index import Index
+from densa.index.store import Filter
+from densa.rerank.reranker import Reranker
+from densa.types import Hit, Query, Run, rank_items
+
+__all__ = ["Mode", "SearchConfig", "Searcher"]
+
+Mode = Literal["dense", "bm25", "hybrid"]
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How to search.
+
+    Parameters
+    ----------
+    mode
+        ``dense`` (bi-encoder), ``bm25`` (keywords) or ``hybrid`` (both, fused).
+    fusion
+        How hybrid fuses the dense and BM25 rankings (weights in that order).
+    depth
+        Candidates taken from each ranking before fusion.
+    aggregate
+        Document score from its passages: ``max`` (best passage) or ``sum`` (of the
+        ``top_passages`` best); matters only for chunked indexes.
+    top_passages
+        Passages summed by ``aggregate="sum"``.
+    rerank_depth
+        Candidates the reranker rescores (when one is given).
+    """
+
+    mode: Mode = "dense"
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    depth: int = 100
+    aggregate: Literal["max", "sum"] = "max"
+    top_passages: int = 3
+    rerank_depth: int = 100
+
+    def __post_init__(self) -> None:
+        if self.mode not in get_args(Mode):
+            raise ConfigError(f"mode must be one of {get_args(Mode)}, got {self.mode!r}")
+        if self.aggregate not in ("max", "sum"):
+            raise ConfigError(f"aggregate must be 'max' or 'sum', got {self.aggregate!r}")
+        if min(self.depth, self.top_passages, self.rerank_depth) < 1:
+            raise ConfigError("depth, top_passages and rerank_depth must be positive")
+
+
+@dataclass
+class _Scored:
+    """One query's candidates by document id: scores, row ids, and dense hits' best passage."""
+
+    scores: dict[str, float]
+    rids: dict[str, int]
+    best_passage: dict[str, int]
+
+
+class Searcher:
+    """Runs :class:`SearchConfig` over an index; also a :class:`~densa.search.Retriever`."""
+
+    def __init__(
+        self, index: Index, config: SearchConfig | None = None, *, reranker: Reranker | None = None
+    ) -> None:
+        self.index = index
+        self.config = config or SearchConfig()
+        self.reranker = reranker
+
+    def search(self, queries: Sequence[Query], k: int, filter: Filter | None = None) -> Run:
+        """Top-``k`` documents of every query as a :class:`Run` (the Retriever protocol)."""
+        scored = self._scored([q.text for q in queries], k, filter)
+        return Run(
+            {q.id: s.scores for q, s in zip(queries, scored, strict=True)},
+            name=f"densa-{self.config.mode}" + ("-rerank" if self.reranker else ""),
+        )
+
+    def hits(self, texts: Sequence[str], k: int, filter: Filter | None = None) -> list[list[Hit]]:
+        """Top-``k`` hits with their stored documents; ``passage`` is the best-matching chunk."""
+        scored = self._scored(texts, k, filter)
+        docs = self.index.store.get_many(rid for s in scored for rid in s.rids.values())
+        results: list[list[Hit]] = []
+        for s in scored:
+            hits = []
+            for rank, (doc_id, score) in enumerate(rank_items(s.scores.items()), start=1):
+                doc = docs[s.rids[doc_id]]
+                hits.append(
+                    Hit(doc.id, score, rank, doc.title, doc.text, doc.metadata, self._passage(s, doc_id))
+                )
+            results.append(hits)
+        return results
+
+    # ------------------------------------------------------------------ steps
+    def _scored(self, texts: Sequence[str], k: int, filter: Filter | None) -> list[_Scored]:
+        if k < 1:
+            raise ConfigError("k must be at least 1")
+        if not texts:
+            return []
+        config = self.config
+        allowed = self.index.allowed(filter)
+        depth = max(k, config.depth) if config.mode == "hybrid" else k
+        if self.reranker is not None:
+            depth = max(depth, config.rerank_depth)
+        dense: list[dict[int, tuple[float, int]]] = []
+        sparse: list[dict[int, float]] = []
+        if config.mode in ("dense", "hybrid"):
+            vectors = self.index.encoder.encode_queries(list(texts))
+            dense = self.index.dense_scores(
+                vectors, depth, allowed, aggregate=config.aggregate, top_passages=config.top_passages
+            )
+        if config.mode in ("bm25", "hybrid"):
+            sparse = self.index.bm25_scores(texts, depth, allowed)
+        ids = self.index.store.ids_of({r for d in dense for r in d} | {r for s in sparse for r in s})
+        scored = []
+        for i in range(len(texts)):
+            d = dense[i] if dense else {}
+            b = sparse[i] if sparse else {}
+            dense_scores = {ids[r]: s for r, (s, _) in d.items()}
+            bm25_scores = {ids[r]: s for r, s in b.items()}
+            if config.mode == "dense":
+                scores = dense_scores
+            elif config.mode == "bm25":
+                scores = bm25_scores
+            else:
+                scores = fuse([dense_scores, bm25_scores], config.fusion)
+            rids = {ids[r]: r for r in (*d, *b)}
+            scored.append(_Scored(scores, rids, {ids[r]: p for r, (_, p) in d.items()}))
+        if self.reranker is not None:
+            scored = self._rerank(texts, scored)
+        return [_Scored(dict(rank_items(s.scores.items())[:k]), s.rids, s.best_passage) for s in scored]
+
+    def _passage(self, s: _Scored, doc_id: str) -> str:
+        """The best-matching chunk of a dense hit in a chunked index, else ``""``."""
+        pid = s.best_passage.get(doc_id)
+        return self.index.passage_text(pid) if self.index.manifest.chunking and pid is not None else ""
+
+    def _rerank(self, texts: Sequence[str], scored: list[_Scored]) -> list[_Scored]:
+        assert self.reranker is not None
+        tops = [[d for d, _ in rank_items(s.scores.items())[: self.config.rerank_depth]] for s in scored]
+        docs = self.index.store.get_many(s.rids[d] for s, top in zip(scored, tops, strict=True) for d in top)
+        pairs = [
+            (text, self._passage(s, d) or docs[s.rids[d]].full_text)
+            for text, s, top in zip(texts, scored, tops, strict=True)
+            for d in top
+        ]
+        new_scores = iter(self.reranker.score(pairs))
+        return [
+            _Scored({d: next(new_scores) for d in top}, s.rids, s.best_passage)
+            for s, top in zip(scored, tops, strict=True)
+        ]
