@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 RESULTS = Path(__file__).parent / "results"
+WORK = Path(__file__).parent / "work"
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -62,3 +63,15 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def cached_index(dataset_root: Path, rebuild: bool = False) -> Any:
+    """The dataset's index under ``bench/work/`` (default model, flat), built if missing."""
+    from densa.corpus import BeirDataset, read_corpus
+    from densa.index import Index
+
+    path = WORK / dataset_root.name
+    if (path / "manifest.json").exists() and not rebuild:
+        return Index.open(path)
+    corpus = read_corpus(BeirDataset(dataset_root).corpus_path)
+    return Index.build(corpus, path, overwrite=True, progress=True)

@@ -8,19 +8,18 @@ Run::
 
     .venv/bin/python bench/core.py --data ../shared/data
 
-Writes ``bench/results/core.json`` and ``bench/results/core.md``.
+Writes ``bench/results/core.json`` and ``bench/results/core.md``, and leaves the indexes in
+``bench/work/`` for ``bench/hybrid.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from common import DEFAULT_DATA, latency_ms, markdown_table, write_results
+from common import DEFAULT_DATA, WORK, latency_ms, markdown_table, write_results
 from densa.corpus import BeirDataset, read_corpus
 from densa.encode import DEFAULT_MODEL, SentenceTransformerEncoder, resolve_model_path
 from densa.evaluate import evaluate_dataset
@@ -44,9 +43,10 @@ def plain_sentence_transformers_docs_per_s(corpus: Path) -> float:
     return len(texts) / (time.perf_counter() - start)
 
 
-def run_dataset(root: Path, work: Path, encoder: SentenceTransformerEncoder) -> dict[str, object]:
+def run_dataset(root: Path, encoder: SentenceTransformerEncoder) -> dict[str, object]:
     dataset = BeirDataset(root)
-    index = Index.build(read_corpus(dataset.corpus_path), work / root.name, encoder=encoder, progress=True)
+    corpus = read_corpus(dataset.corpus_path)
+    index = Index.build(corpus, WORK / root.name, encoder=encoder, overwrite=True, progress=True)
     stats = index.build_stats
     assert stats is not None
     result, _ = evaluate_dataset(Searcher(index), dataset, "test")
@@ -71,11 +71,7 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     args = parser.parse_args()
     encoder = SentenceTransformerEncoder()
-    work = Path(tempfile.mkdtemp(prefix="densa-bench-"))
-    try:
-        rows = [run_dataset(args.data / name, work, encoder) for name in args.datasets]
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    rows = [run_dataset(args.data / name, encoder) for name in args.datasets]
     table = markdown_table(
         [
             "dataset",

@@ -108,3 +108,33 @@ def test_skip_bad_indexes_the_rest_and_reports(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "indexed 2 documents" in result.stdout
     assert f"{bad}:2: malformed JSON" in result.stderr
+
+
+def test_modes_filters_add_and_delete(tmp_path: Path) -> None:
+    path = tmp_path / "idx"
+    _ok(["index", str(TINY / "corpus.jsonl"), "-o", str(path)])
+    bm25 = json.loads(_ok(["search", str(path), "shark attack", "--mode", "bm25", "--json"]))
+    assert [h["id"] for h in bm25] == ["d5"]
+    hybrid = json.loads(_ok(["search", str(path), "heart attack", "--mode", "hybrid", "--json", "-k", "3"]))
+    assert "d3" in {h["id"] for h in hybrid}  # the dense-only meaning match survives fusion
+    filtered = json.loads(_ok(["search", str(path), "heart attack", "--filter", "topic=medical", "--json"]))
+    assert {h["id"] for h in filtered} == {"d3", "d4"}
+
+    extra = tmp_path / "extra.jsonl"
+    new_doc = {"_id": "n1", "title": "Cardiac arrest", "text": "The heart stops beating."}
+    extra.write_text(json.dumps(new_doc) + "\n")
+    assert "now holds 11" in _ok(["add", str(path), str(extra)])
+    assert "now holds 9" in _ok(["delete", str(path), "n1", "d3"])
+    after = json.loads(_ok(["search", str(path), "heart attack", "--mode", "hybrid", "--json", "-k", "20"]))
+    assert {"n1", "d3"}.isdisjoint(h["id"] for h in after)
+    assert json.loads(_ok(["info", str(path)]))["counts"]["documents"] == 9
+
+
+def test_chunked_index_reports_what_would_have_been_truncated(tmp_path: Path) -> None:
+    long_doc = {"_id": "long", "title": "Long", "text": "A sentence about glazes and kilns. " * 80}
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text(json.dumps(long_doc) + "\n" + json.dumps({"_id": "s", "text": "short"}) + "\n")
+    chunk_options = ["--chunk-tokens", "128", "--chunk-overlap", "16"]
+    out = _ok(["index", str(corpus), "-o", str(tmp_path / "idx"), *chunk_options])
+    assert "indexed 2 documents (" in out
+    assert "1 document(s) exceed the 256-token limit and were split into passages" in out
