@@ -97,5 +97,5 @@ def test_fuse_command_writes_a_run(tmp_path: Path) -> None:
     ]
     result = CliRunner().invoke(app, [*args, "--weights", "0.7,0.3"])
     assert result.exit_code == 0, result.output
-    expected = weighted_fusion([DENSE, BM25], [0.7, 0.3])
+    expected = weighted_fusion([DENSE, BM25], [0.7, 0.3], "zscore")  # the default normalisation
     assert Run.read_trec(out).to_beir()["q1"] == pytest.approx(expected)
