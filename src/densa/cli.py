@@ -358,6 +358,167 @@ def fuse(
     typer.echo(f"fused {len(runs)} runs over {len(fused)} queries into {output}")
 
 
+@app.command("mine-negatives")
+def mine_negatives(
+    dataset: Annotated[Path, typer.Option(help="BEIR dataset folder.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="DPR-format JSONL to write.")],
+    split: Annotated[
+        str, typer.Option(help="Qrels split to mine (never test when you evaluate on it).")
+    ] = "train",
+    miner: Annotated[str, typer.Option(help="bm25 | dense | hybrid.")] = "bm25",
+    depth: Annotated[int, typer.Option(help="How deep in each ranking to look.")] = 30,
+    per_query: Annotated[int, typer.Option(help="Hard negatives kept per question.")] = 4,
+    margin: Annotated[
+        float, typer.Option(help="Skip candidates scoring above (1 - margin) x the positive.")
+    ] = 0.05,
+    index_path: Annotated[
+        Path | None, typer.Option("--index", help="Index of the corpus (dense/hybrid).")
+    ] = None,
+) -> None:
+    """Mine hard negatives for a dataset split into DPR's training format."""
+    from densa.corpus import BeirDataset
+    from densa.train import MiningConfig, mine_dataset, write_dpr
+
+    config = MiningConfig(miner=miner, depth=depth, per_query=per_query, relative_margin=margin or None)  # type: ignore[arg-type]
+    examples = mine_dataset(BeirDataset(dataset), split, config, index_path)
+    count = write_dpr(examples, output)
+    negatives = sum(len(e.hard_negatives) for e in examples)
+    typer.echo(f"wrote {count} examples with {negatives} hard negatives to {output}")
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option(help="DPR-format training data (JSONL or DPR's JSON).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Model folder to write.")],
+    base: Annotated[str | None, typer.Option(help="Model to start from (default: bundled MiniLM).")] = None,
+    pooling: Annotated[str | None, typer.Option(help="Pooling for a plain transformers base.")] = None,
+    query_prefix: Annotated[str, typer.Option(help="Query instruction.")] = "",
+    passage_prefix: Annotated[str, typer.Option(help="Passage instruction.")] = "",
+    separate_towers: Annotated[bool, typer.Option(help="Separate query and passage encoders (DPR).")] = False,
+    epochs: Annotated[float, typer.Option(help="Passes over the data.")] = 1.0,
+    max_steps: Annotated[int, typer.Option(help="Stop after N steps (overrides --epochs).")] = -1,
+    batch_size: Annotated[int, typer.Option(help="Questions per step.")] = 32,
+    mini_batch_size: Annotated[int | None, typer.Option(help="Gradient caching chunk size.")] = None,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-5,
+    warmup_ratio: Annotated[float, typer.Option(help="Warm-up share of the steps.")] = 0.1,
+    temperature: Annotated[float, typer.Option(help="InfoNCE temperature.")] = 0.05,
+    hard_negatives: Annotated[int, typer.Option(help="Hard negatives per question.")] = 1,
+    matryoshka: Annotated[str | None, typer.Option(help="Matryoshka dims, e.g. 384,256,128,64.")] = None,
+    dev_fraction: Annotated[float, typer.Option(help="Share of the data held out as dev.")] = 0.1,
+    max_length: Annotated[int | None, typer.Option(help="Token limit while training.")] = None,
+    eval_steps: Annotated[int, typer.Option(help="Score dev every N steps.")] = 50,
+    save_steps: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 50,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+) -> None:
+    """Fine-tune a bi-encoder: InfoNCE with in-batch and hard negatives."""
+    from densa.encode import DEFAULT_MODEL
+    from densa.train import TrainConfig, read_dpr, train_bi_encoder
+
+    config = TrainConfig(
+        base=base or DEFAULT_MODEL,
+        pooling=pooling,  # type: ignore[arg-type]
+        query_prefix=query_prefix,
+        passage_prefix=passage_prefix,
+        separate_towers=separate_towers,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        mini_batch_size=mini_batch_size,
+        learning_rate=learning_rate,
+        warmup_ratio=warmup_ratio,
+        temperature=temperature,
+        hard_negatives=hard_negatives,
+        matryoshka_dims=_int_list(matryoshka),
+        dev_fraction=dev_fraction,
+        max_length=max_length,
+        eval_steps=eval_steps,
+        save_steps=save_steps,
+        seed=seed,
+    )
+    result = train_bi_encoder(read_dpr(data), output, config)
+    dev = f", dev nDCG@10 {result.dev_ndcg:.4f}" if result.dev_ndcg is not None else ""
+    typer.echo(f"trained {result.steps} steps in {result.seconds:.0f}s{dev}; model in {output}")
+
+
+@app.command("train-reranker")
+def train_reranker(
+    data: Annotated[Path, typer.Option(help="DPR-format data with hard negatives.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Cross-encoder folder to write.")],
+    base: Annotated[str | None, typer.Option(help="Model to start from (default: bundled MiniLM).")] = None,
+    epochs: Annotated[float, typer.Option(help="Passes over the data.")] = 1.0,
+    max_steps: Annotated[int, typer.Option(help="Stop after N steps (overrides --epochs).")] = -1,
+    batch_size: Annotated[int, typer.Option(help="Pairs per step.")] = 16,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-5,
+    negatives: Annotated[int, typer.Option(help="Hard negatives per question.")] = 4,
+    max_length: Annotated[int, typer.Option(help="Token limit of a (question, passage) pair.")] = 256,
+    dev_fraction: Annotated[float, typer.Option(help="Share of the data held out as dev.")] = 0.1,
+    eval_steps: Annotated[int, typer.Option(help="Score dev every N steps.")] = 100,
+    save_steps: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 100,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+) -> None:
+    """Train a cross-encoder reranker on (question, positive / hard negative) pairs."""
+    from densa.encode import DEFAULT_MODEL
+    from densa.train import RerankerConfig, read_dpr
+    from densa.train import train_reranker as run_training
+
+    config = RerankerConfig(
+        base=base or DEFAULT_MODEL,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        negatives_per_question=negatives,
+        max_length=max_length,
+        dev_fraction=dev_fraction,
+        eval_steps=eval_steps,
+        save_steps=save_steps,
+        seed=seed,
+    )
+    run_training(read_dpr(data), output, config)
+    typer.echo(f'reranker saved to {output}; use it with: densa search INDEX "query" --rerank {output}')
+
+
+def _int_list(text: str | None) -> tuple[int, ...]:
+    if not text:
+        return ()
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise DensaError(f"{text!r} is not a comma-separated list of integers") from None
+
+
+@app.command()
+def serve(
+    index_path: IndexArg,
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="DENSA_API_KEY", help="Key required by write endpoints.")
+    ] = None,
+    read_only: Annotated[bool, typer.Option(help="Refuse all writes.")] = False,
+    rerank: RerankOpt = None,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda.")] = None,
+) -> None:
+    """Serve INDEX over HTTP: search API, document API, RAG context, and the search page at /."""
+    from densa._optional import require
+    from densa.serve import ServeConfig
+    from densa.serve.app import create_app
+
+    uvicorn = require("uvicorn", "serve")
+    config = ServeConfig(
+        index=index_path,
+        host=host,
+        port=port,
+        api_key=api_key,
+        read_only=read_only,
+        reranker=rerank,
+        device=device,
+    )
+    application = create_app(config)
+    typer.echo(f"serving {index_path} on http://{host}:{port}/  (API docs at /docs)")
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
 @app.command()
 def info(index_path: IndexArg) -> None:
     """Show an index's manifest: model, dimension, kind, counts and bytes."""

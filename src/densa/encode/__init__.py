@@ -1,7 +1,7 @@
 """Encoder stage: turn queries and passages into vectors."""
 
 from densa.encode.config import DEFAULT_MODEL, EncoderConfig, EncoderSpec, Pooling, Similarity
-from densa.encode.encoder import Encoder, SentenceTransformerEncoder, l2_normalize
+from densa.encode.encoder import Encoder, SentenceTransformerEncoder, l2_normalize, load_sentence_transformer
 from densa.encode.model_files import fingerprint, resolve_model_path
 
 __all__ = [
@@ -14,5 +14,6 @@ __all__ = [
     "Similarity",
     "fingerprint",
     "l2_normalize",
+    "load_sentence_transformer",
     "resolve_model_path",
 ]

@@ -27,7 +27,7 @@ from densa.errors import DensaError
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-__all__ = ["Encoder", "SentenceTransformerEncoder", "l2_normalize"]
+__all__ = ["Encoder", "SentenceTransformerEncoder", "l2_normalize", "load_sentence_transformer"]
 
 Vectors = npt.NDArray[np.float32]
 
@@ -70,7 +70,11 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _load(path: Path, pooling: Pooling | None, max_length: int | None, device: str) -> SentenceTransformer:
+def load_sentence_transformer(
+    path: Path, pooling: Pooling | None, max_length: int | None, device: str | None = None
+) -> SentenceTransformer:
+    """A sentence-transformers model from a local folder: its own pipeline, or, with ``pooling``,
+    its transformer weights under that pooling (a plain transformers folder needs one)."""
     from sentence_transformers import SentenceTransformer
 
     if pooling is None:
@@ -109,12 +113,12 @@ class SentenceTransformerEncoder:
         self.show_progress = show_progress
         device = config.device or _default_device()
         path = resolve_model_path(config.model)
-        self._doc_model = _load(path, config.pooling, config.max_length, device)
+        self._doc_model = load_sentence_transformer(path, config.pooling, config.max_length, device)
         self._query_model = self._doc_model
         query_fp: str | None = None
         if config.query_model is not None:
             qpath = resolve_model_path(config.query_model)
-            self._query_model = _load(qpath, config.pooling, config.max_length, device)
+            self._query_model = load_sentence_transformer(qpath, config.pooling, config.max_length, device)
             query_fp = fingerprint(qpath)
         pooling = pooling_from_st(self._doc_model)
         similarity = config.similarity or _model_similarity(self._doc_model)
@@ -148,14 +152,20 @@ class SentenceTransformerEncoder:
         return self._doc_model.tokenizer
 
     def encode_queries(self, texts: Sequence[str]) -> Vectors:
-        """Query vectors, shape ``(len(texts), dim)``."""
-        prefixed = [self._spec.query_prefix + t for t in texts]
-        return self._encode(self._query_model, prefixed, progress=False)
+        """Query vectors, shape ``(len(texts), dim)``.
+
+        Uses the model's query route (``encode_query``), so a folder with separate query and
+        document towers (a sentence-transformers ``Router``) encodes queries with its query
+        tower; ``query_prefix``, when set, replaces the model's own query prompt.
+        """
+        model = self._query_model
+        fn = model.encode if self._query_model is not self._doc_model else model.encode_query
+        return self._encode(fn, list(texts), self._spec.query_prefix, progress=False)
 
     def encode_documents(self, texts: Sequence[str]) -> Vectors:
         """Passage vectors, shape ``(len(texts), dim)``; batches are sorted by length."""
-        prefixed = [self._spec.passage_prefix + t for t in texts]
-        return self._encode(self._doc_model, prefixed, progress=self.show_progress)
+        fn = self._doc_model.encode_document
+        return self._encode(fn, list(texts), self._spec.passage_prefix, progress=self.show_progress)
 
     def count_truncated(self, texts: Sequence[str]) -> int:
         """How many passages exceed the model's token limit (and would lose their tail)."""
@@ -165,11 +175,12 @@ class SentenceTransformerEncoder:
         lengths = tokenizer(prefixed, truncation=True, max_length=limit + 1, return_length=True)["length"]
         return int(sum(1 for n in lengths if n > limit))
 
-    def _encode(self, model: SentenceTransformer, texts: list[str], progress: bool) -> Vectors:
+    def _encode(self, encode: Any, texts: list[str], prefix: str, progress: bool) -> Vectors:
         if not texts:
             return np.zeros((0, self._spec.dim), dtype=np.float32)
-        vectors = model.encode(
+        vectors = encode(
             texts,
+            prompt=prefix or None,
             batch_size=self.config.batch_size,
             show_progress_bar=progress,
             convert_to_numpy=True,

@@ -34,7 +34,7 @@ def pooling_from_st(model: Any) -> Pooling:
     """The pooling of a loaded sentence-transformers model, in densa's vocabulary."""
     from sentence_transformers.sentence_transformer.modules import Pooling as STPooling
 
-    for module in model:
+    for module in model.modules():  # also inside a Router (separate query/document towers)
         if isinstance(module, STPooling):
             mode = module.pooling_mode
             if isinstance(mode, str) and mode in _FROM_ST:

@@ -1,0 +1,137 @@
+"""Adapt MiniLM to SciFact (train split only) and measure what it buys.
+
+Steps, each skipped when its output already exists (so an interrupted run resumes):
+
+1. mine BM25 hard negatives for SciFact *train* queries (test qrels never used);
+2. fine-tune the shared-weights bi-encoder (InfoNCE, in-batch + 1 hard negative);
+3. evaluate zero-shot vs fine-tuned on SciFact test, Cranfield and the MS MARCO subset;
+4. train a separate-towers bi-encoder and evaluate it on SciFact test;
+5. train with a Matryoshka loss (384/256/128/64) and evaluate at 384 and 128 dimensions;
+6. train a cross-encoder reranker and rerank the zero-shot hybrid top-100 on SciFact test.
+
+Run::
+
+    .venv/bin/python bench/train_scifact.py --data ../shared/data [--steps shared,rerank,towers,matryoshka]
+
+Writes ``bench/results/train_scifact.json`` and ``.md`` (rewritten after every step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from common import DEFAULT_DATA, RESULTS, WORK, cached_index, markdown_table, write_results
+
+from densa.corpus import BeirDataset, read_corpus
+from densa.encode import EncoderConfig, SentenceTransformerEncoder
+from densa.evaluate import evaluate_dataset
+from densa.index import Index
+from densa.rerank import CrossEncoderReranker
+from densa.search import SearchConfig, Searcher
+from densa.train import (
+    MiningConfig,
+    RerankerConfig,
+    TrainConfig,
+    mine_dataset,
+    read_dpr,
+    train_bi_encoder,
+    train_reranker,
+    write_dpr,
+)
+
+METRICS = ["ndcg@10", "recall@100", "mrr@10"]
+SHARED = TrainConfig(
+    epochs=3, batch_size=32, learning_rate=3e-5, hard_negatives=1, temperature=0.05, eval_steps=25, save_steps=25
+)
+
+
+def evaluate_model(model: Path, dataset: BeirDataset, name: str, dim: int | None = None) -> dict[str, Any]:
+    encoder = SentenceTransformerEncoder(EncoderConfig(model=str(model), dim=dim))
+    index = Index.build(read_corpus(dataset.corpus_path), WORK / name, encoder=encoder, overwrite=True, progress=True)
+    result, _ = evaluate_dataset(Searcher(index), dataset, "test", METRICS)
+    return result.metrics
+
+
+def timed_training(examples: list[Any], output: Path, config: TrainConfig) -> dict[str, Any]:
+    start = time.perf_counter()
+    result = train_bi_encoder(examples, output, config)
+    return {"steps": result.steps, "minutes": (time.perf_counter() - start) / 60, "dev_ndcg@10": result.dev_ndcg}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--steps", default="shared,rerank,towers,matryoshka")
+    args = parser.parse_args()
+    steps = args.steps.split(",")
+    scifact = BeirDataset(args.data / "scifact")
+    results_file = RESULTS / "train_scifact.json"
+    results: dict[str, Any] = json.loads(results_file.read_text())["results"] if results_file.exists() else {}
+    command = "python bench/train_scifact.py " + " ".join(sys.argv[1:])
+
+    def save() -> None:
+        rows = [[k, v.get("ndcg@10"), v.get("recall@100"), v.get("mrr@10"), v.get("note", "")] for k, v in results.items()]
+        table = markdown_table(["run", "nDCG@10", "Recall@100", "MRR@10", "note"], rows)
+        write_results("train_scifact", {"results": results}, table, command)
+
+    data = WORK / "scifact-train-negatives.jsonl"
+    if not data.exists():
+        start = time.perf_counter()
+        examples = mine_dataset(scifact, "train", MiningConfig(miner="bm25", depth=30, per_query=4))
+        write_dpr(examples, data)
+        results["mining"] = {"note": f"{len(examples)} examples, bm25, {time.perf_counter() - start:.0f}s"}
+        save()
+    examples = read_dpr(data)
+
+    if "shared" in steps:
+        model = WORK / "minilm-scifact"
+        if "shared train" not in results:
+            results["shared train"] = {"note": json.dumps(timed_training(examples, model, SHARED))}
+            save()
+        for name in ("scifact", "cranfield", "msmarco-dl19-subset"):
+            dataset = BeirDataset(args.data / name)
+            if f"{name} zero-shot" not in results:
+                zero, _ = evaluate_dataset(Searcher(cached_index(dataset.root)), dataset, "test", METRICS)
+                results[f"{name} zero-shot"] = zero
+            if f"{name} fine-tuned" not in results:
+                results[f"{name} fine-tuned"] = evaluate_model(model, dataset, f"{name}-finetuned")
+            save()
+
+    if "rerank" in steps and "scifact hybrid + reranker" not in results:
+        reranker_dir = WORK / "reranker-scifact"
+        if not (reranker_dir / "config.json").exists():
+            start = time.perf_counter()
+            train_reranker(examples, reranker_dir, RerankerConfig(epochs=1, batch_size=16))
+            results["reranker train"] = {"note": f"{(time.perf_counter() - start) / 60:.1f} min"}
+        index = cached_index(scifact.root)
+        hybrid, _ = evaluate_dataset(Searcher(index, SearchConfig(mode="hybrid")), scifact, "test", METRICS)
+        results["scifact hybrid"] = hybrid
+        reranker = CrossEncoderReranker(reranker_dir, batch_size=64, show_progress=True)
+        searcher = Searcher(index, SearchConfig(mode="hybrid", rerank_depth=100), reranker=reranker)
+        reranked, _ = evaluate_dataset(searcher, scifact, "test", METRICS)
+        results["scifact hybrid + reranker"] = reranked
+        save()
+
+    if "towers" in steps and "scifact separate towers" not in results:
+        model = WORK / "minilm-scifact-towers"
+        note = timed_training(examples, model, replace(SHARED, separate_towers=True))
+        results["scifact separate towers"] = {**evaluate_model(model, scifact, "scifact-towers"), "note": json.dumps(note)}
+        save()
+
+    if "matryoshka" in steps and "scifact matryoshka 128" not in results:
+        model = WORK / "minilm-scifact-matryoshka"
+        note = timed_training(examples, model, replace(SHARED, matryoshka_dims=(384, 256, 128, 64)))
+        results["scifact matryoshka 384"] = {**evaluate_model(model, scifact, "scifact-mat384"), "note": json.dumps(note)}
+        results["scifact matryoshka 128"] = evaluate_model(model, scifact, "scifact-mat128", dim=128)
+        save()
+    print((RESULTS / "train_scifact.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Server configuration."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from densa.errors import ConfigError
+
+__all__ = ["ServeConfig", "is_loopback"]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine.
+
+    Examples
+    --------
+    >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("0.0.0.0")
+    (True, True, False)
+    """
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """What ``densa serve`` serves and how.
+
+    Parameters
+    ----------
+    index
+        The index folder.
+    host, port
+        Where to listen (loopback by default).
+    api_key
+        Required on write endpoints when set; writes off loopback need one.
+    read_only
+        Refuse every write.
+    reranker
+        Cross-encoder folder for requests with ``"rerank": true``.
+    max_query_chars, max_queries, max_body_bytes
+        Request limits (answered with JSON 4xx errors).
+    device
+        Encoder device.
+    """
+
+    index: Path
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = None
+    read_only: bool = False
+    reranker: Path | None = None
+    max_query_chars: int = 2000
+    max_queries: int = 64
+    max_body_bytes: int = 8 * 1024 * 1024
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ConfigError("port must be in 1..65535")
+        if self.max_query_chars < 1 or self.max_queries < 1 or self.max_body_bytes < 1024:
+            raise ConfigError("request limits must be positive (body at least 1 KiB)")
+
+    @property
+    def writes_need_key(self) -> bool:
+        return self.api_key is not None or not is_loopback(self.host)

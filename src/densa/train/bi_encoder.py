@@ -1,0 +1,285 @@
+"""DPR-style bi-encoder training on sentence-transformers' trainer.
+
+Loss: InfoNCE over in-batch negatives plus hard negatives (:mod:`densa.train.infonce`), or
+its gradient-cached twin (Gao et al. 2021, "Scaling Deep Contrastive Learning Batch Size
+under Memory Limited Setup": sentence-transformers' ``CachedMultipleNegativesRankingLoss``)
+when ``mini_batch_size`` is set, optionally wrapped in a Matryoshka loss (Kusupati et al.
+2022). Batches never hold the same text twice. A dev split carved from the training
+examples is scored (nDCG@10) during training; checkpoints resume after an interruption.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from densa.encode.config import DEFAULT_MODEL, Pooling
+from densa.encode.encoder import load_sentence_transformer
+from densa.encode.model_files import resolve_model_path
+from densa.errors import ConfigError
+from densa.train.checkpoints import cuda_available, last_checkpoint
+from densa.train.data import Passage, TrainingExample, split_dev
+from densa.train.infonce import InfoNCELoss
+from densa.train.plot import plot_training
+
+__all__ = ["TrainConfig", "TrainResult", "build_dataset", "train_bi_encoder"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Bi-encoder training options.
+
+    Parameters
+    ----------
+    base
+        Model folder to start from (default: the bundled all-MiniLM-L6-v2).
+    pooling
+        Pooling for a plain transformers base (``None`` keeps a sentence-transformers base's).
+    query_prefix, passage_prefix
+        Instructions, saved in the model as its ``query`` / ``document`` prompts.
+    separate_towers
+        Train separate query and passage encoders (DPR), both starting from ``base``.
+    epochs, max_steps
+        Training length (``max_steps > 0`` overrides ``epochs``).
+    batch_size
+        Questions per step: each is scored against all ``batch_size (1 + hard_negatives)``
+        passages of the step.
+    mini_batch_size
+        Gradient caching: encode in chunks of this size, so a large ``batch_size`` fits in
+        memory; ``None`` encodes the whole batch at once.
+    learning_rate, warmup_ratio
+        AdamW learning rate with linear warm-up over this fraction of the steps.
+    temperature
+        InfoNCE temperature.
+    hard_negatives
+        Hard negatives per question (from the data; topped up from other questions').
+    matryoshka_dims
+        Also train these truncated dimensions (e.g. ``(384, 256, 128, 64)``).
+    dev_fraction
+        Share of the examples held out as the dev set.
+    max_length
+        Token limit while training (``None``: the model's).
+    eval_steps, save_steps, logging_steps
+        How often to score dev, checkpoint, and log the loss.
+    seed
+        Shuffling and the dev split.
+    """
+
+    base: str = DEFAULT_MODEL
+    pooling: Pooling | None = None
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    separate_towers: bool = False
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 32
+    mini_batch_size: int | None = None
+    learning_rate: float = 2e-5
+    warmup_ratio: float = 0.1
+    temperature: float = 0.05
+    hard_negatives: int = 1
+    matryoshka_dims: tuple[int, ...] = ()
+    dev_fraction: float = 0.1
+    max_length: int | None = None
+    eval_steps: int = 50
+    save_steps: int = 50
+    logging_steps: int = 10
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 2:
+            raise ConfigError("batch_size must be at least 2 (in-batch negatives)")
+        if self.mini_batch_size is not None and self.mini_batch_size < 1:
+            raise ConfigError("mini_batch_size must be positive")
+        if self.temperature <= 0 or self.learning_rate <= 0:
+            raise ConfigError("temperature and learning_rate must be positive")
+        if self.hard_negatives < 0:
+            raise ConfigError("hard_negatives must be >= 0")
+        if not 0 <= self.dev_fraction < 1:
+            raise ConfigError("dev_fraction must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where the model went and how training went."""
+
+    output: Path
+    steps: int
+    seconds: float
+    history: list[dict[str, float]]
+    dev_ndcg: float | None
+
+
+def _passage_id(passage: Passage) -> str:
+    return passage.id or hashlib.sha1(passage.full_text.encode()).hexdigest()[:16]
+
+
+def build_dataset(
+    examples: Sequence[TrainingExample], hard_negatives: int, seed: int
+) -> dict[str, list[str]]:
+    """Columns ``query, positive, negative_1..h``: one row per (question, positive) pair.
+
+    A question with fewer than ``h`` hard negatives is topped up with other questions'
+    hard negatives (random, seeded), never with one of its own positives.
+    """
+    rng = random.Random(seed)
+    pool = [n.full_text for e in examples for n in e.hard_negatives] or [
+        p.full_text for e in examples for p in e.positives
+    ]
+    columns: dict[str, list[str]] = {"query": [], "positive": []}
+    for i in range(1, hard_negatives + 1):
+        columns[f"negative_{i}"] = []
+    for example in examples:
+        own = {p.full_text for p in example.positives}
+        negatives = [n.full_text for n in example.hard_negatives if n.full_text not in own][:hard_negatives]
+        while len(negatives) < hard_negatives:
+            candidate = rng.choice(pool)
+            if candidate not in own and candidate not in negatives:
+                negatives.append(candidate)
+        for positive in example.positives:
+            columns["query"].append(example.question)
+            columns["positive"].append(positive.full_text)
+            for i, negative in enumerate(negatives, start=1):
+                columns[f"negative_{i}"].append(negative)
+    return columns
+
+
+def _dev_evaluator(
+    dev: Sequence[TrainingExample], train: Sequence[TrainingExample], config: TrainConfig
+) -> Any:
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    corpus: dict[str, Any] = {}
+    for example in dev:
+        for passage in (*example.positives, *example.hard_negatives):
+            corpus[_passage_id(passage)] = passage.full_text
+    for example in train[:2000]:  # distractors: other questions' positives
+        for passage in example.positives:
+            corpus.setdefault(_passage_id(passage), passage.full_text)
+    queries: dict[str, Any] = {f"dev{i}": e.question for i, e in enumerate(dev)}
+    relevant = {f"dev{i}": {_passage_id(p) for p in e.positives} for i, e in enumerate(dev)}
+    return InformationRetrievalEvaluator(
+        queries,
+        corpus,
+        relevant,
+        name="dev",
+        ndcg_at_k=[10],
+        mrr_at_k=[10],
+        accuracy_at_k=[1, 10],
+        precision_recall_at_k=[10],
+        map_at_k=[10],
+        write_csv=False,
+        query_prompt=config.query_prefix or None,
+        corpus_prompt=config.passage_prefix or None,
+    )
+
+
+def _model(config: TrainConfig) -> Any:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Router
+
+    base = load_sentence_transformer(resolve_model_path(config.base), config.pooling, config.max_length)
+    prompts: dict[str, Any] = {"query": config.query_prefix, "document": config.passage_prefix}
+    if not config.separate_towers:
+        base.prompts = prompts
+        return base
+    modules: list[Any] = list(base)
+    router = Router.for_query_document([copy.deepcopy(m) for m in modules], modules)
+    return SentenceTransformer(modules=[router], prompts=prompts, similarity_fn_name="cosine")
+
+
+def _loss(model: Any, config: TrainConfig) -> Any:
+    from sentence_transformers.sentence_transformer.losses import (
+        CachedMultipleNegativesRankingLoss,
+        MatryoshkaLoss,
+    )
+
+    if config.mini_batch_size is not None:
+        loss: Any = CachedMultipleNegativesRankingLoss(
+            model, scale=1.0 / config.temperature, mini_batch_size=config.mini_batch_size
+        )
+    else:
+        loss = InfoNCELoss(model, config.temperature)
+    if config.matryoshka_dims:
+        loss = MatryoshkaLoss(model, loss, list(config.matryoshka_dims))
+    return loss
+
+
+def train_bi_encoder(
+    examples: Sequence[TrainingExample], output: str | Path, config: TrainConfig, *, progress: bool = True
+) -> TrainResult:
+    """Fine-tune a bi-encoder on DPR-format examples and save it to ``output``.
+
+    ``output`` becomes a sentence-transformers folder (loads in plain sentence-transformers
+    and in ``densa index --model``), with ``training.png`` (loss and dev nDCG@10) and
+    ``densa_training.json`` beside the weights. Checkpoints go to ``output/checkpoints``; a
+    second call with the same output resumes from the last one.
+    """
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    train, dev = split_dev(examples, config.dev_fraction, config.seed)
+    if not train:
+        raise ConfigError("no training examples left after carving the dev split")
+    columns = build_dataset(train, config.hard_negatives, config.seed)
+    model = _model(config)
+    passage_columns = [c for c in columns if c != "query"]
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(output / "checkpoints"),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        warmup_ratio=config.warmup_ratio,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        eval_strategy="steps" if dev else "no",
+        eval_steps=config.eval_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        logging_steps=config.logging_steps,
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+        disable_tqdm=not progress,
+        dataloader_pin_memory=cuda_available(),
+        router_mapping={"query": "query", **dict.fromkeys(passage_columns, "document")}
+        if config.separate_towers
+        else {},
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_dict(columns),
+        loss=_loss(model, config),
+        evaluator=_dev_evaluator(dev, train, config) if dev else None,
+    )
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=last_checkpoint(output / "checkpoints"))
+    seconds = time.perf_counter() - start
+    model.save(str(output))
+    history = [dict(entry) for entry in trainer.state.log_history]
+    dev_scores = [e["eval_dev_cosine_ndcg@10"] for e in history if "eval_dev_cosine_ndcg@10" in e]
+    plot_training(history, output / "training.png")
+    summary = {
+        "config": asdict(config),
+        "examples": {"train": len(train), "dev": len(dev), "pairs": len(columns["query"])},
+        "steps": trainer.state.global_step,
+        "seconds_this_run": seconds,
+        "dev_ndcg@10": dev_scores[-1] if dev_scores else None,
+        "history": history,
+    }
+    (output / "densa_training.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return TrainResult(
+        output, trainer.state.global_step, seconds, history, dev_scores[-1] if dev_scores else None
+    )

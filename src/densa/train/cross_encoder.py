@@ -1,0 +1,137 @@
+"""Cross-encoder (reranker) training: binary relevance of (question, passage) pairs.
+
+Starts from a bi-encoder's transformer weights (default: the bundled MiniLM) with a fresh
+one-logit head, trained with binary cross-entropy on positives (1) and hard negatives (0)
+(Nogueira & Cho 2019). The output folder loads as a sentence-transformers ``CrossEncoder``
+and in ``densa search --rerank``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from densa.encode.config import DEFAULT_MODEL
+from densa.encode.model_files import resolve_model_path
+from densa.errors import ConfigError
+from densa.train.checkpoints import cuda_available, last_checkpoint
+from densa.train.data import TrainingExample, split_dev
+from densa.train.plot import plot_training
+
+__all__ = ["RerankerConfig", "train_reranker"]
+
+_DEV_METRIC = "eval_dev_ndcg@10"
+
+
+@dataclass(frozen=True)
+class RerankerConfig:
+    """Cross-encoder training options (see :class:`densa.train.TrainConfig` for the shared ones)."""
+
+    base: str = DEFAULT_MODEL
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 16
+    learning_rate: float = 2e-5
+    warmup_ratio: float = 0.1
+    negatives_per_question: int = 4
+    max_length: int = 256
+    dev_fraction: float = 0.1
+    eval_steps: int = 100
+    save_steps: int = 100
+    logging_steps: int = 20
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.negatives_per_question < 0 or self.max_length < 16:
+            raise ConfigError("invalid reranker training options")
+
+
+def _pairs(examples: Sequence[TrainingExample], negatives: int) -> dict[str, list[Any]]:
+    columns: dict[str, list[Any]] = {"query": [], "passage": [], "label": []}
+    for example in examples:
+        labelled = [(p, 1.0) for p in example.positives] + [
+            (n, 0.0) for n in example.hard_negatives[:negatives]
+        ]
+        for passage, label in labelled:
+            columns["query"].append(example.question)
+            columns["passage"].append(passage.full_text)
+            columns["label"].append(label)
+    return columns
+
+
+def train_reranker(
+    examples: Sequence[TrainingExample], output: str | Path, config: RerankerConfig, *, progress: bool = True
+) -> Path:
+    """Train a cross-encoder on DPR-format examples (which need hard negatives) into ``output``."""
+    from datasets import Dataset
+    from sentence_transformers import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+
+    if not any(e.hard_negatives for e in examples):
+        raise ConfigError("reranker training needs hard negatives: run `densa mine-negatives` first")
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    train, dev = split_dev(examples, config.dev_fraction, config.seed)
+    model = CrossEncoder(
+        str(resolve_model_path(config.base)),
+        num_labels=1,
+        max_length=config.max_length,
+        local_files_only=True,
+    )
+    evaluator = None
+    if dev:
+        samples: list[dict[str, Any]] = [
+            {
+                "query": e.question,
+                "positive": [p.full_text for p in e.positives],
+                "negative": [n.full_text for n in e.hard_negatives],
+            }
+            for e in dev
+        ]
+        evaluator = CrossEncoderRerankingEvaluator(samples, at_k=10, name="dev", write_csv=False)
+    args = CrossEncoderTrainingArguments(
+        output_dir=str(output / "checkpoints"),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        warmup_ratio=config.warmup_ratio,
+        eval_strategy="steps" if dev else "no",
+        eval_steps=config.eval_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        logging_steps=config.logging_steps,
+        seed=config.seed,
+        report_to="none",
+        disable_tqdm=not progress,
+        dataloader_pin_memory=cuda_available(),
+    )
+    trainer = CrossEncoderTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_dict(_pairs(train, config.negatives_per_question)),
+        loss=BinaryCrossEntropyLoss(model),
+        evaluator=evaluator,
+    )
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=last_checkpoint(output / "checkpoints"))
+    model.save(str(output))
+    history = [dict(entry) for entry in trainer.state.log_history]
+    plot_training(history, output / "training.png", metric=_DEV_METRIC)
+    scores = [e[_DEV_METRIC] for e in history if _DEV_METRIC in e]
+    summary = {
+        "config": asdict(config),
+        "examples": {"train": len(train), "dev": len(dev)},
+        "steps": trainer.state.global_step,
+        "seconds_this_run": time.perf_counter() - start,
+        "dev_ndcg@10": scores[-1] if scores else None,
+        "history": history,
+    }
+    (output / "densa_training.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return output

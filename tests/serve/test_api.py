@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from densa.corpus import read_corpus
+from densa.index import Index
+from densa.serve import ServeConfig
+from densa.serve.app import create_app
+from tests.helpers import TINY, HashingEncoder
+
+
+@pytest.fixture
+def index_path(tmp_path: Path) -> Path:
+    Index.build(read_corpus(TINY / "corpus.jsonl"), tmp_path / "idx", encoder=HashingEncoder())
+    return tmp_path / "idx"
+
+
+def client(index_path: Path, **options: object) -> TestClient:
+    return TestClient(create_app(ServeConfig(index=index_path, **options), encoder=HashingEncoder()))  # type: ignore[arg-type]
+
+
+def test_search_one_and_many_queries_in_each_mode(index_path: Path) -> None:
+    api = client(index_path)
+    body = api.post("/search", json={"query": "shark attack surfer", "k": 3}).json()
+    assert body["mode"] == "dense"
+    (result,) = body["results"]
+    assert result["query"] == "shark attack surfer"
+    assert result["hits"][0]["id"] == "d5"
+    assert set(result["hits"][0]) == {"rank", "id", "score", "title", "snippet", "metadata"}
+    many = api.post("/search", json={"queries": ["lava", "bread"], "k": 2, "mode": "bm25"}).json()
+    assert [r["hits"][0]["id"] for r in many["results"]] == ["d7", "d6"]
+    hybrid = api.post(
+        "/search", json={"query": "heart", "mode": "hybrid", "filter": {"topic": "medical"}}
+    ).json()
+    assert {h["id"] for h in hybrid["results"][0]["hits"]} <= {"d3", "d4"}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"query": "x", "k": 0},
+        {"query": "x", "k": 1001},
+        {"query": "x", "mode": "sparse"},
+        {"query": "x", "queries": ["y"]},
+        {},
+        {"query": "x", "unknown": 1},
+    ],
+)
+def test_invalid_search_requests_get_json_422(index_path: Path, payload: dict[str, object]) -> None:
+    response = client(index_path).post("/search", json=payload)
+    assert response.status_code == 422
+    assert "detail" in response.json()
+
+
+def test_limits_on_query_length_count_and_body_size(index_path: Path) -> None:
+    api = client(index_path, max_query_chars=20, max_queries=2, max_body_bytes=2048)
+    assert api.post("/search", json={"query": "x" * 21}).status_code == 422
+    assert api.post("/search", json={"queries": ["a", "b", "c"]}).status_code == 422
+    big = api.post("/documents", json={"documents": [{"id": "big", "text": "y" * 5000}]})
+    assert big.status_code == 413 and "bytes" in big.json()["detail"]
+    assert api.post("/search", json={"query": "lava", "rerank": True}).status_code == 400  # no reranker
+
+
+def test_documents_add_get_delete_persist(index_path: Path) -> None:
+    api = client(index_path)
+    docs = [
+        {
+            "id": "n1",
+            "text": "Volcanic lava cools into basalt.",
+            "title": "Basalt",
+            "metadata": {"topic": "geo"},
+        }
+    ]
+    assert api.post("/documents", json={"documents": docs}).json() == {"added": 1, "documents": 11}
+    assert api.get("/documents/n1").json()["title"] == "Basalt"
+    assert api.post("/documents", json={"documents": docs}).status_code == 409
+    assert (
+        api.post("/search", json={"query": "basalt", "mode": "bm25"}).json()["results"][0]["hits"][0]["id"]
+        == "n1"
+    )
+    assert api.delete("/documents/d1").json() == {"deleted": "d1", "documents": 10}
+    assert api.get("/documents/d1").status_code == 404
+    assert api.delete("/documents/d1").status_code == 404
+    on_disk = Index.open(index_path, encoder=HashingEncoder())
+    assert on_disk.get("n1") is not None and on_disk.get("d1") is None and len(on_disk) == 10
+
+
+def test_health_stats_and_openapi(index_path: Path) -> None:
+    api = client(index_path)
+    assert api.get("/healthz").json() == {"status": "ok", "documents": 10}
+    api.post("/search", json={"query": "moon"})
+    stats = api.get("/stats").json()
+    assert stats["documents"] == 10 and stats["searches"] == 1 and stats["index_kind"] == "flat"
+    paths = api.get("/openapi.json").json()["paths"]
+    assert {"/search", "/context", "/documents", "/documents/{doc_id}", "/healthz", "/stats"} <= set(paths)
+
+
+def test_write_policy(index_path: Path) -> None:
+    doc = {"documents": [{"id": "w", "text": "words"}]}
+    assert client(index_path, read_only=True).post("/documents", json=doc).status_code == 403
+    assert client(index_path, host="0.0.0.0").post("/documents", json=doc).status_code == 403
+    keyed = client(index_path, host="0.0.0.0", api_key="s3cret")
+    assert keyed.post("/documents", json=doc).status_code == 401
+    assert keyed.post("/documents", json=doc, headers={"X-API-Key": "wrong"}).status_code == 401
+    assert keyed.post("/documents", json=doc, headers={"X-API-Key": "s3cret"}).status_code == 200
+    assert keyed.delete("/documents/w", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert keyed.post("/search", json={"query": "words"}).status_code == 200  # reads need no key
+
+
+def test_context_endpoint_cites_within_the_budget(index_path: Path) -> None:
+    api = client(index_path)
+    body = api.post("/context", json={"query": "lava and ash", "k": 3, "max_tokens": 40}).json()
+    assert body["tokens"] <= 40
+    assert body["citations"][0]["doc_id"] == "d7" and body["citations"][0]["number"] == 1
+    assert body["context"].startswith("[1] Volcanoes (d7)")
+    assert body["context"] in body["prompt"] and "Question: lava and ash" in body["prompt"]
+
+
+def test_page_and_assets_are_served_without_a_cdn(index_path: Path) -> None:
+    api = client(index_path)
+    page = api.get("/")
+    assert page.status_code == 200 and 'data-mode="bm25"' in page.text and 'data-mode="dense"' in page.text
+    assert "http://" not in page.text and "https://" not in page.text
+    for asset in ("/static/app.js", "/static/style.css"):
+        response = api.get(asset)
+        assert response.status_code == 200 and "https://" not in response.text

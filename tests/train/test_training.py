@@ -1,0 +1,222 @@
+"""Bi-encoder and cross-encoder training on a tiny random BERT and a few dozen pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from densa.encode import EncoderConfig, SentenceTransformerEncoder, load_sentence_transformer
+from densa.index import Index
+from densa.train import (
+    InfoNCELoss,
+    Passage,
+    RerankerConfig,
+    TrainConfig,
+    TrainingExample,
+    build_dataset,
+    infonce_logits,
+    train_bi_encoder,
+    train_reranker,
+)
+from densa.types import Document
+
+TOPICS = [
+    "volcano",
+    "bread",
+    "chess",
+    "octopus",
+    "inflation",
+    "comet",
+    "violin",
+    "glacier",
+    "tennis",
+    "orchid",
+    "satellite",
+    "cheese",
+    "python",
+    "falcon",
+    "tsunami",
+    "marathon",
+    "saffron",
+    "quartz",
+    "sonar",
+    "tundra",
+    "opera",
+    "pepper",
+    "rugby",
+    "yeast",
+]
+
+
+def _examples() -> list[TrainingExample]:
+    out = []
+    for i, topic in enumerate(TOPICS):
+        other = TOPICS[(i + 1) % len(TOPICS)]
+        out.append(
+            TrainingExample(
+                question=f"tell me about the {topic}",
+                positives=(Passage(f"an article on the {topic} and its {topic} facts", f"{topic}", f"p{i}"),),
+                hard_negatives=(Passage(f"an article on the {other} and more", f"{other} notes", f"n{i}"),),
+                id=f"q{i}",
+            )
+        )
+    return out
+
+
+class FixedModel(torch.nn.Module):
+    """Returns the embedding stored under each feature dict's ``"x"``."""
+
+    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"sentence_embedding": features["x"]}
+
+
+def test_in_batch_logits_have_shape_b_by_b_times_one_plus_h() -> None:
+    b, h, d = 4, 2, 8
+    torch.manual_seed(0)
+    queries, positives = torch.randn(b, d), torch.randn(b, d)
+    negatives = [torch.randn(b, d) for _ in range(h)]
+    logits = infonce_logits(queries, torch.cat([positives, *negatives]), temperature=0.1)
+    assert logits.shape == (b, b * (1 + h))
+    cos = torch.nn.functional.cosine_similarity(queries[2], positives[2], dim=0)
+    assert logits[2, 2] == pytest.approx(float(cos / 0.1), abs=1e-5)  # positive of query i at column i
+    loss = InfoNCELoss(FixedModel(), temperature=0.1)(
+        [{"x": queries}, {"x": positives}] + [{"x": n} for n in negatives]
+    )
+    expected = torch.nn.functional.cross_entropy(logits, torch.arange(b))
+    assert float(loss) == pytest.approx(float(expected), abs=1e-6)
+
+
+def test_dataset_rows_pair_each_positive_with_hard_negatives() -> None:
+    columns = build_dataset(_examples()[:3], hard_negatives=2, seed=0)
+    assert list(columns) == ["query", "positive", "negative_1", "negative_2"]
+    assert len(columns["query"]) == 3
+    assert columns["negative_1"][0] == "volcano notes an article on the bread and more".replace(
+        "volcano", "bread", 1
+    )
+    for row in range(3):
+        assert columns["positive"][row] not in (columns["negative_1"][row], columns["negative_2"][row])
+
+
+def test_gradient_caching_gives_the_same_gradients(tiny_bert: Path) -> None:
+    from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss
+
+    model = load_sentence_transformer(tiny_bert, "mean", 64, "cpu")
+    model.eval()  # no dropout, so both losses see identical forward passes
+    columns = build_dataset(_examples()[:6], hard_negatives=1, seed=0)
+    features = [model.tokenize(columns[c]) for c in ("query", "positive", "negative_1")]
+
+    def grads(loss_fn: torch.nn.Module) -> list[torch.Tensor]:
+        model.zero_grad()
+        loss = loss_fn([dict(f) for f in features], None)
+        loss.backward()
+        return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    plain = grads(InfoNCELoss(model, temperature=0.05))
+    cached = grads(CachedMultipleNegativesRankingLoss(model, scale=20.0, mini_batch_size=2))
+    assert len(plain) == len(cached) > 0
+    for a, b in zip(plain, cached, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_loss_goes_down_and_the_model_loads_everywhere(tmp_path: Path, tiny_bert: Path) -> None:
+    config = TrainConfig(
+        base=str(tiny_bert),
+        pooling="mean",
+        batch_size=8,
+        max_steps=30,
+        learning_rate=1e-3,
+        logging_steps=5,
+        eval_steps=15,
+        save_steps=15,
+        dev_fraction=0.2,
+        max_length=32,
+    )
+    result = train_bi_encoder(_examples(), tmp_path / "model", config, progress=False)
+    losses = [e["loss"] for e in result.history if "loss" in e]
+    assert len(losses) >= 4 and losses[-1] < losses[0] * 0.8
+    assert result.dev_ndcg is not None
+    assert (tmp_path / "model" / "training.png").stat().st_size > 1000
+    from sentence_transformers import SentenceTransformer
+
+    plain = SentenceTransformer(str(tmp_path / "model"), device="cpu")
+    encoder = SentenceTransformerEncoder(EncoderConfig(model=str(tmp_path / "model")))
+    np.testing.assert_allclose(
+        encoder.encode_documents(["volcano"]), plain.encode(["volcano"], normalize_embeddings=True), atol=1e-5
+    )
+    index = Index.build(
+        [Document("a", "volcano facts"), Document("b", "bread facts")], tmp_path / "idx", encoder=encoder
+    )
+    assert len(index) == 2
+
+
+@pytest.mark.slow
+def test_resume_continues_from_the_checkpoint(tmp_path: Path, tiny_bert: Path) -> None:
+    base = dict(
+        base=str(tiny_bert),
+        pooling="mean",
+        batch_size=8,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_steps=4,
+        eval_steps=100,
+        dev_fraction=0.0,
+        max_length=32,
+    )
+    first = train_bi_encoder(_examples(), tmp_path / "m", TrainConfig(max_steps=4, **base), progress=False)  # type: ignore[arg-type]
+    assert first.steps == 4 and (tmp_path / "m" / "checkpoints" / "checkpoint-4").is_dir()
+    second = train_bi_encoder(_examples(), tmp_path / "m", TrainConfig(max_steps=6, **base), progress=False)  # type: ignore[arg-type]
+    assert second.steps == 6
+    logged = [e["step"] for e in second.history if "loss" in e]
+    assert logged == [1, 2, 3, 4, 5, 6]  # steps 1-4 restored from the checkpoint, 5-6 new
+
+
+@pytest.mark.slow
+def test_separate_towers_train_end_to_end(tmp_path: Path, tiny_bert: Path) -> None:
+    config = TrainConfig(
+        base=str(tiny_bert),
+        pooling="mean",
+        separate_towers=True,
+        batch_size=8,
+        max_steps=6,
+        learning_rate=1e-3,
+        dev_fraction=0.0,
+        max_length=32,
+        save_steps=100,
+    )
+    train_bi_encoder(_examples(), tmp_path / "towers", config, progress=False)
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(tmp_path / "towers"), device="cpu")
+    q = model.encode_query(["volcano facts"])
+    d = model.encode_document(["volcano facts"])
+    assert not np.allclose(q, d)  # two different towers
+    encoder = SentenceTransformerEncoder(EncoderConfig(model=str(tmp_path / "towers")))
+    np.testing.assert_allclose(
+        encoder.encode_queries(["volcano facts"])[0], q[0] / np.linalg.norm(q[0]), atol=1e-5
+    )
+
+
+@pytest.mark.slow
+def test_reranker_training_produces_a_cross_encoder(tmp_path: Path, tiny_bert: Path) -> None:
+    from densa.rerank import CrossEncoderReranker
+
+    config = RerankerConfig(
+        base=str(tiny_bert),
+        batch_size=8,
+        max_steps=6,
+        dev_fraction=0.2,
+        eval_steps=3,
+        save_steps=100,
+        max_length=32,
+        logging_steps=2,
+    )
+    out = train_reranker(_examples(), tmp_path / "ce", config, progress=False)
+    reranker = CrossEncoderReranker(out, device="cpu")
+    scores = reranker.score(
+        [("tell me about the volcano", "volcano facts"), ("tell me about the volcano", "bread")]
+    )
+    assert len(scores) == 2 and scores[0] != scores[1]
