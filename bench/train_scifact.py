@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from common import DEFAULT_DATA, RESULTS, WORK, cached_index, markdown_table, write_results
-
 from densa.corpus import BeirDataset, read_corpus
 from densa.encode import EncoderConfig, SentenceTransformerEncoder
 from densa.evaluate import evaluate_dataset
@@ -47,13 +46,21 @@ from densa.train import (
 
 METRICS = ["ndcg@10", "recall@100", "mrr@10"]
 SHARED = TrainConfig(
-    epochs=3, batch_size=32, learning_rate=3e-5, hard_negatives=1, temperature=0.05, eval_steps=25, save_steps=25
+    epochs=3,
+    batch_size=32,
+    learning_rate=3e-5,
+    hard_negatives=1,
+    temperature=0.05,
+    eval_steps=25,
+    save_steps=25,
 )
 
 
 def evaluate_model(model: Path, dataset: BeirDataset, name: str, dim: int | None = None) -> dict[str, Any]:
     encoder = SentenceTransformerEncoder(EncoderConfig(model=str(model), dim=dim))
-    index = Index.build(read_corpus(dataset.corpus_path), WORK / name, encoder=encoder, overwrite=True, progress=True)
+    index = Index.build(
+        read_corpus(dataset.corpus_path), WORK / name, encoder=encoder, overwrite=True, progress=True
+    )
     result, _ = evaluate_dataset(Searcher(index), dataset, "test", METRICS)
     return result.metrics
 
@@ -61,7 +68,11 @@ def evaluate_model(model: Path, dataset: BeirDataset, name: str, dim: int | None
 def timed_training(examples: list[Any], output: Path, config: TrainConfig) -> dict[str, Any]:
     start = time.perf_counter()
     result = train_bi_encoder(examples, output, config)
-    return {"steps": result.steps, "minutes": (time.perf_counter() - start) / 60, "dev_ndcg@10": result.dev_ndcg}
+    return {
+        "steps": result.steps,
+        "minutes": (time.perf_counter() - start) / 60,
+        "dev_ndcg@10": result.dev_ndcg,
+    }
 
 
 def main() -> None:
@@ -76,7 +87,10 @@ def main() -> None:
     command = "python bench/train_scifact.py " + " ".join(sys.argv[1:])
 
     def save() -> None:
-        rows = [[k, v.get("ndcg@10"), v.get("recall@100"), v.get("mrr@10"), v.get("note", "")] for k, v in results.items()]
+        rows = [
+            [k, v.get("ndcg@10"), v.get("recall@100"), v.get("mrr@10"), v.get("note", "")]
+            for k, v in results.items()
+        ]
         table = markdown_table(["run", "nDCG@10", "Recall@100", "MRR@10", "note"], rows)
         write_results("train_scifact", {"results": results}, table, command)
 
@@ -121,13 +135,19 @@ def main() -> None:
     if "towers" in steps and "scifact separate towers" not in results:
         model = WORK / "minilm-scifact-towers"
         note = timed_training(examples, model, replace(SHARED, separate_towers=True))
-        results["scifact separate towers"] = {**evaluate_model(model, scifact, "scifact-towers"), "note": json.dumps(note)}
+        results["scifact separate towers"] = {
+            **evaluate_model(model, scifact, "scifact-towers"),
+            "note": json.dumps(note),
+        }
         save()
 
     if "matryoshka" in steps and "scifact matryoshka 128" not in results:
         model = WORK / "minilm-scifact-matryoshka"
         note = timed_training(examples, model, replace(SHARED, matryoshka_dims=(384, 256, 128, 64)))
-        results["scifact matryoshka 384"] = {**evaluate_model(model, scifact, "scifact-mat384"), "note": json.dumps(note)}
+        results["scifact matryoshka 384"] = {
+            **evaluate_model(model, scifact, "scifact-mat384"),
+            "note": json.dumps(note),
+        }
         results["scifact matryoshka 128"] = evaluate_model(model, scifact, "scifact-mat128", dim=128)
         save()
     print((RESULTS / "train_scifact.md").read_text())
