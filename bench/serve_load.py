@@ -1,0 +1,187 @@
+"""Load on the HTTP API: 16 concurrent clients for 30 s on the SciFact index.
+
+Two phases against a real ``densa serve`` on 127.0.0.1 (a copy of the index, so the
+cached one is not changed): searches only, then searches with a writer that adds and
+deletes a document in a loop. Reports throughput, latency p50/p99 and errors.
+
+Run::
+
+    .venv/bin/python bench/serve_load.py --data ../shared/data [--clients 16] [--seconds 30]
+
+Writes ``bench/results/serve_load.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from common import DEFAULT_DATA, cached_index, markdown_table, write_results
+from densa.corpus import BeirDataset
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(index: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "densa", "serve", str(index), "--port", str(port)])
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+def phase(
+    url: str, queries: list[str], clients: int, seconds: float, mode: str, writes: bool
+) -> dict[str, Any]:
+    stop = time.monotonic() + seconds
+    latencies: list[float] = []
+    errors: list[str] = []
+    write_latencies: list[float] = []
+    lock = threading.Lock()
+
+    def client(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        with httpx.Client(base_url=url, timeout=60) as http:
+            while time.monotonic() < stop:
+                query = queries[int(rng.integers(len(queries)))]
+                start = time.perf_counter()
+                try:
+                    response = http.post("/search", json={"query": query, "k": 10, "mode": mode})
+                    ok = response.status_code == 200 and response.json()["results"][0]["hits"]
+                except (httpx.HTTPError, ValueError) as exc:
+                    ok, response = False, exc
+                elapsed = (time.perf_counter() - start) * 1000
+                with lock:
+                    latencies.append(elapsed)
+                    if not ok:
+                        errors.append(str(response))
+
+    def writer() -> None:
+        with httpx.Client(base_url=url, timeout=120) as http:
+            i = 0
+            while time.monotonic() < stop:
+                doc = {
+                    "id": f"load-{i}",
+                    "title": "Load test",
+                    "text": f"a document written under load, number {i}",
+                }
+                for request in (
+                    lambda: http.post("/documents", json={"documents": [doc]}),
+                    lambda: http.delete(f"/documents/{doc['id']}"),
+                ):
+                    start = time.perf_counter()
+                    try:
+                        response = request()
+                        ok = response.status_code == 200
+                    except httpx.HTTPError as exc:
+                        ok, response = False, exc
+                    with lock:
+                        write_latencies.append((time.perf_counter() - start) * 1000)
+                        if not ok:
+                            errors.append(f"write: {response}")
+                i += 1
+
+    threads = [threading.Thread(target=client, args=(seed,)) for seed in range(clients)]
+    if writes:
+        threads.append(threading.Thread(target=writer))
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - began
+    arr = np.asarray(latencies)
+    out: dict[str, Any] = {
+        "mode": mode,
+        "clients": clients,
+        "interleaved_writes": writes,
+        "requests": len(latencies),
+        "throughput_rps": len(latencies) / wall,
+        "p50_ms": float(np.percentile(arr, 50)) if len(arr) else None,
+        "p99_ms": float(np.percentile(arr, 99)) if len(arr) else None,
+        "errors": len(errors),
+        "error_samples": errors[:5],
+    }
+    if writes:
+        out["writes"] = len(write_latencies)
+        out["write_p50_ms"] = float(np.percentile(write_latencies, 50)) if write_latencies else None
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--mode", default="hybrid")
+    args = parser.parse_args()
+    dataset = BeirDataset(args.data / "scifact")
+    source = cached_index(dataset.root).path
+    queries = [q.text for q in dataset.queries("test")]
+    with tempfile.TemporaryDirectory() as tmp:
+        index = Path(tmp) / "scifact"
+        shutil.copytree(source, index)
+        proc, url = start_server(index)
+        try:
+            rows = [
+                phase(url, queries, args.clients, args.seconds, args.mode, writes) for writes in (False, True)
+            ]
+        finally:
+            proc.kill()
+            proc.wait()
+    table = markdown_table(
+        [
+            "interleaved writes",
+            "mode",
+            "clients",
+            "requests",
+            "throughput req/s",
+            "p50 ms",
+            "p99 ms",
+            "errors",
+            "writes",
+        ],
+        [
+            [
+                r["interleaved_writes"],
+                r["mode"],
+                r["clients"],
+                r["requests"],
+                round(r["throughput_rps"], 1),
+                round(r["p50_ms"], 1),
+                round(r["p99_ms"], 1),
+                r["errors"],
+                r.get("writes", 0),
+            ]
+            for r in rows
+        ],
+    )
+    command = "python bench/serve_load.py " + " ".join(sys.argv[1:])
+    write_results("serve_load", {"seconds": args.seconds, "results": rows}, table, command)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
