@@ -87,13 +87,13 @@ def phase(
                     "title": "Load test",
                     "text": f"a document written under load, number {i}",
                 }
-                for request in (
-                    lambda: http.post("/documents", json={"documents": [doc]}),
-                    lambda: http.delete(f"/documents/{doc['id']}"),
+                for method, path, body in (
+                    ("POST", "/documents", {"documents": [doc]}),
+                    ("DELETE", f"/documents/{doc['id']}", None),
                 ):
                     start = time.perf_counter()
                     try:
-                        response = request()
+                        response = http.request(method, path, json=body)
                         ok = response.status_code == 200
                     except httpx.HTTPError as exc:
                         ok, response = False, exc
