@@ -6,7 +6,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,11 +67,20 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
 
 def cached_index(dataset_root: Path, rebuild: bool = False) -> Any:
     """The dataset's index under ``bench/work/`` (default model, flat), built if missing."""
-    from densa.corpus import BeirDataset, read_corpus
     from densa.index import Index
 
     path = WORK / dataset_root.name
     if (path / "manifest.json").exists() and not rebuild:
         return Index.open(path)
-    corpus = read_corpus(BeirDataset(dataset_root).corpus_path)
-    return Index.build(corpus, path, overwrite=True, progress=True)
+    return Index.build(read_dataset_corpus(dataset_root), path, overwrite=True, progress=True)
+
+
+def read_dataset_corpus(dataset_root: Path) -> Iterator[Any]:
+    """The dataset's documents, skipping (and printing) records without any text, as
+    ``densa index --skip-bad`` does: Cranfield has two empty documents."""
+    from densa.corpus import BeirDataset, SkipReport, read_corpus
+
+    report = SkipReport()
+    yield from read_corpus(BeirDataset(dataset_root).corpus_path, skip_bad=True, report=report)
+    if len(report):
+        print(report.summary())

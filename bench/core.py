@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from common import DEFAULT_DATA, WORK, latency_ms, markdown_table, write_results
-from densa.corpus import BeirDataset, read_corpus
+from common import DEFAULT_DATA, WORK, latency_ms, markdown_table, read_dataset_corpus, write_results
+from densa.corpus import BeirDataset
 from densa.encode import DEFAULT_MODEL, SentenceTransformerEncoder, resolve_model_path
 from densa.evaluate import evaluate_dataset
 from densa.index import Index
@@ -34,7 +34,7 @@ def plain_sentence_transformers_docs_per_s(corpus: Path) -> float:
     import faiss
     from sentence_transformers import SentenceTransformer
 
-    texts = [d.full_text for d in read_corpus(corpus)]
+    texts = [d.full_text for d in read_dataset_corpus(corpus.parent)]
     model = SentenceTransformer(str(resolve_model_path(DEFAULT_MODEL)), device="cpu")
     start = time.perf_counter()
     vectors = model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
@@ -45,7 +45,7 @@ def plain_sentence_transformers_docs_per_s(corpus: Path) -> float:
 
 def run_dataset(root: Path, encoder: SentenceTransformerEncoder) -> dict[str, object]:
     dataset = BeirDataset(root)
-    corpus = read_corpus(dataset.corpus_path)
+    corpus = read_dataset_corpus(root)
     index = Index.build(corpus, WORK / root.name, encoder=encoder, overwrite=True, progress=True)
     stats = index.build_stats
     assert stats is not None

@@ -118,7 +118,13 @@ def index(
     passage_prefix: Annotated[str, typer.Option(help="Instruction put before each passage.")] = "",
     max_length: Annotated[int | None, typer.Option(help="Token limit (default: the model's).")] = None,
     dim: Annotated[int | None, typer.Option(help="Matryoshka: keep the first DIM dimensions.")] = None,
-    kind: Annotated[str, typer.Option(help="flat (exact) | hnsw.")] = "flat",
+    kind: Annotated[
+        str, typer.Option(help="flat (exact) | hnsw | hnsw-sq8 | ivf-flat | ivf-sq8 | ivf-pq | binary.")
+    ] = "flat",
+    nlist: Annotated[int | None, typer.Option(help="IVF lists (default ~4 sqrt(n)).")] = None,
+    nprobe: Annotated[int, typer.Option(help="IVF lists probed per query.")] = 16,
+    pq_m: Annotated[int | None, typer.Option(help="PQ bytes per vector (default dim/8).")] = None,
+    ef_search: Annotated[int, typer.Option(help="HNSW search beam width.")] = 128,
     chunk_tokens: Annotated[
         int | None, typer.Option(help="Split documents into passages of N tokens.")
     ] = None,
@@ -156,7 +162,7 @@ def index(
         docs,
         output,
         encoder=config,
-        vectors=VectorIndexConfig(kind=kind),  # type: ignore[arg-type]
+        vectors=VectorIndexConfig(kind=kind, nlist=nlist, nprobe=nprobe, pq_m=pq_m, ef_search=ef_search),  # type: ignore[arg-type]
         bm25=BM25Config(k1=k1, b=b),
         chunking=chunking,
         overwrite=overwrite,

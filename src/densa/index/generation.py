@@ -145,7 +145,11 @@ class GenerationWriter:
             generation=self.generation,
             documents=len(rids),
             passages=len(vectors),
-            bytes={"vectors": (self.dir / VECTORS_FILE).stat().st_size, "total": dir_bytes(self.dir)},
+            bytes={
+                "vectors": (self.dir / VECTORS_FILE).stat().st_size,
+                "vector_codes": vectors.memory_bytes(),
+                "total": dir_bytes(self.dir),
+            },
         )
         final.write(self.path)
         self._committed = True
