@@ -76,10 +76,13 @@ class HashingEncoder:
         return sum(1 for t in texts if len(_WORD.findall(t)) > self._spec.max_length - 2)
 
 
-def build_tiny_bert(path: Path, minilm: Path, *, seed: int = 0, hidden: int = 32) -> Path:
-    """A randomly initialised 2-layer BERT with MiniLM's vocabulary, saved as a plain folder."""
+def build_tiny_bert(
+    path: Path, minilm: Path, *, seed: int = 0, hidden: int = 32, classifier: bool = False
+) -> Path:
+    """A randomly initialised 2-layer BERT with MiniLM's vocabulary, saved as a plain folder;
+    with ``classifier``, a one-logit sequence classifier (a tiny cross-encoder)."""
     import torch
-    from transformers import BertConfig, BertModel
+    from transformers import BertConfig, BertForSequenceClassification, BertModel
 
     vocab_size = len((minilm / "vocab.txt").read_text(encoding="utf-8").splitlines())
     config = BertConfig(
@@ -89,9 +92,10 @@ def build_tiny_bert(path: Path, minilm: Path, *, seed: int = 0, hidden: int = 32
         num_attention_heads=2,
         intermediate_size=2 * hidden,
         max_position_embeddings=128,
+        num_labels=1,
     )
     torch.manual_seed(seed)
-    BertModel(config).save_pretrained(path)
+    (BertForSequenceClassification if classifier else BertModel)(config).save_pretrained(path)
     for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         if (minilm / name).is_file():
             shutil.copy(minilm / name, path / name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,31 +11,12 @@ from densa.errors import DensaError
 from densa.index import Index
 from densa.rerank import CrossEncoderReranker, Reranker
 from densa.search import SearchConfig
-from tests.helpers import TINY, HashingEncoder
+from tests.helpers import TINY, HashingEncoder, build_tiny_bert
 
 
 @pytest.fixture(scope="module")
 def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory, minilm_path: Path) -> Path:
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification
-
-    path = tmp_path_factory.mktemp("tiny-ce")
-    vocab = len((minilm_path / "vocab.txt").read_text(encoding="utf-8").splitlines())
-    config = BertConfig(
-        vocab_size=vocab,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        num_labels=1,
-    )
-    torch.manual_seed(0)
-    BertForSequenceClassification(config).save_pretrained(path)
-    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        if (minilm_path / name).is_file():
-            shutil.copy(minilm_path / name, path / name)
-    return path
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-ce"), minilm_path, classifier=True)
 
 
 def test_loads_a_cross_encoder_folder_and_scores_pairs(tiny_cross_encoder: Path) -> None:

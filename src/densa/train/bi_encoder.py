@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import random
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +22,9 @@ from densa.encode.config import DEFAULT_MODEL, Pooling
 from densa.encode.encoder import load_sentence_transformer
 from densa.encode.model_files import resolve_model_path
 from densa.errors import ConfigError
-from densa.train.checkpoints import cuda_available, last_checkpoint
 from densa.train.data import Passage, TrainingExample, split_dev
 from densa.train.infonce import InfoNCELoss
-from densa.train.plot import plot_training
+from densa.train.runs import run_and_save, shared_arguments
 
 __all__ = ["TrainConfig", "TrainResult", "build_dataset", "train_bi_encoder"]
 
@@ -235,24 +232,8 @@ def train_bi_encoder(
     model = _model(config)
     passage_columns = [c for c in columns if c != "query"]
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(output / "checkpoints"),
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        warmup_ratio=config.warmup_ratio,
+        **shared_arguments(output, config, has_dev=bool(dev), progress=progress),
         batch_sampler=BatchSamplers.NO_DUPLICATES,
-        eval_strategy="steps" if dev else "no",
-        eval_steps=config.eval_steps,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=2,
-        logging_steps=config.logging_steps,
-        seed=config.seed,
-        data_seed=config.seed,
-        report_to="none",
-        disable_tqdm=not progress,
-        dataloader_pin_memory=cuda_available(),
         router_mapping={"query": "query", **dict.fromkeys(passage_columns, "document")}
         if config.separate_towers
         else {},
@@ -264,22 +245,6 @@ def train_bi_encoder(
         loss=_loss(model, config),
         evaluator=_dev_evaluator(dev, train, config) if dev else None,
     )
-    start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=last_checkpoint(output / "checkpoints"))
-    seconds = time.perf_counter() - start
-    model.save(str(output))
-    history = [dict(entry) for entry in trainer.state.log_history]
-    dev_scores = [e["eval_dev_cosine_ndcg@10"] for e in history if "eval_dev_cosine_ndcg@10" in e]
-    plot_training(history, output / "training.png")
-    summary = {
-        "config": asdict(config),
-        "examples": {"train": len(train), "dev": len(dev), "pairs": len(columns["query"])},
-        "steps": trainer.state.global_step,
-        "seconds_this_run": seconds,
-        "dev_ndcg@10": dev_scores[-1] if dev_scores else None,
-        "history": history,
-    }
-    (output / "densa_training.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    return TrainResult(
-        output, trainer.state.global_step, seconds, history, dev_scores[-1] if dev_scores else None
-    )
+    examples_info = {"train": len(train), "dev": len(dev), "pairs": len(columns["query"])}
+    run = run_and_save(trainer, model, output, config, examples_info, "eval_dev_cosine_ndcg@10")
+    return TrainResult(output, run.steps, run.seconds, run.history, run.dev_score)

@@ -8,19 +8,16 @@ and in ``densa search --rerank``.
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from densa.encode.config import DEFAULT_MODEL
 from densa.encode.model_files import resolve_model_path
 from densa.errors import ConfigError
-from densa.train.checkpoints import cuda_available, last_checkpoint
 from densa.train.data import TrainingExample, split_dev
-from densa.train.plot import plot_training
+from densa.train.runs import run_and_save, shared_arguments
 
 __all__ = ["RerankerConfig", "train_reranker"]
 
@@ -95,22 +92,7 @@ def train_reranker(
         ]
         evaluator = CrossEncoderRerankingEvaluator(samples, at_k=10, name="dev", write_csv=False)
     args = CrossEncoderTrainingArguments(
-        output_dir=str(output / "checkpoints"),
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        warmup_ratio=config.warmup_ratio,
-        eval_strategy="steps" if dev else "no",
-        eval_steps=config.eval_steps,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=2,
-        logging_steps=config.logging_steps,
-        seed=config.seed,
-        report_to="none",
-        disable_tqdm=not progress,
-        dataloader_pin_memory=cuda_available(),
+        **shared_arguments(output, config, has_dev=bool(dev), progress=progress)
     )
     trainer = CrossEncoderTrainer(
         model=model,
@@ -119,19 +101,5 @@ def train_reranker(
         loss=BinaryCrossEntropyLoss(model),
         evaluator=evaluator,
     )
-    start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=last_checkpoint(output / "checkpoints"))
-    model.save(str(output))
-    history = [dict(entry) for entry in trainer.state.log_history]
-    plot_training(history, output / "training.png", metric=_DEV_METRIC)
-    scores = [e[_DEV_METRIC] for e in history if _DEV_METRIC in e]
-    summary = {
-        "config": asdict(config),
-        "examples": {"train": len(train), "dev": len(dev)},
-        "steps": trainer.state.global_step,
-        "seconds_this_run": time.perf_counter() - start,
-        "dev_ndcg@10": scores[-1] if scores else None,
-        "history": history,
-    }
-    (output / "densa_training.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    run_and_save(trainer, model, output, config, {"train": len(train), "dev": len(dev)}, _DEV_METRIC)
     return output

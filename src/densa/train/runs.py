@@ -1,0 +1,88 @@
+"""Trainer plumbing shared by the bi-encoder and cross-encoder trainers: the common
+training arguments, resuming from the last checkpoint, and the artifacts written beside
+the model (``training.png`` and ``densa_training.json``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from densa.train.plot import plot_training
+
+__all__ = ["RunSummary", "last_checkpoint", "run_and_save", "shared_arguments"]
+
+CHECKPOINTS = "checkpoints"
+
+
+def last_checkpoint(folder: Path) -> str | None:
+    """The newest ``checkpoint-N`` folder the trainer left in ``folder``, if any."""
+    if not folder.is_dir():
+        return None
+    steps = [
+        (int(p.name.split("-")[1]), p) for p in folder.glob("checkpoint-*") if p.name.split("-")[1].isdigit()
+    ]
+    return str(max(steps)[1]) if steps else None
+
+
+def shared_arguments(output: Path, config: Any, *, has_dev: bool, progress: bool) -> dict[str, Any]:
+    """Training arguments both trainers take from their config (same field names)."""
+    import torch
+
+    return {
+        "output_dir": str(output / CHECKPOINTS),
+        "num_train_epochs": config.epochs,
+        "max_steps": config.max_steps,
+        "per_device_train_batch_size": config.batch_size,
+        "learning_rate": config.learning_rate,
+        "warmup_ratio": config.warmup_ratio,
+        "eval_strategy": "steps" if has_dev else "no",
+        "eval_steps": config.eval_steps,
+        "save_strategy": "steps",
+        "save_steps": config.save_steps,
+        "save_total_limit": 2,
+        "logging_steps": config.logging_steps,
+        "seed": config.seed,
+        "data_seed": config.seed,
+        "report_to": "none",
+        "disable_tqdm": not progress,
+        "dataloader_pin_memory": bool(torch.cuda.is_available()),
+    }
+
+
+class RunSummary:
+    """What a finished run logged: steps, wall time of this run, history, last dev score."""
+
+    def __init__(
+        self, steps: int, seconds: float, history: list[dict[str, Any]], dev_score: float | None
+    ) -> None:
+        self.steps = steps
+        self.seconds = seconds
+        self.history = history
+        self.dev_score = dev_score
+
+
+def run_and_save(
+    trainer: Any, model: Any, output: Path, config: Any, examples: dict[str, int], dev_metric: str
+) -> RunSummary:
+    """Train (resuming from the last checkpoint), save the model and the run's artifacts."""
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=last_checkpoint(output / CHECKPOINTS))
+    seconds = time.perf_counter() - start
+    model.save(str(output))
+    history = [dict(entry) for entry in trainer.state.log_history]
+    scores = [e[dev_metric] for e in history if dev_metric in e]
+    plot_training(history, output / "training.png", metric=dev_metric)
+    summary = RunSummary(trainer.state.global_step, seconds, history, scores[-1] if scores else None)
+    record = {
+        "config": asdict(config),
+        "examples": examples,
+        "steps": summary.steps,
+        "seconds_this_run": seconds,
+        "dev_ndcg@10": summary.dev_score,
+        "history": history,
+    }
+    (output / "densa_training.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return summary
