@@ -138,3 +138,11 @@ def test_chunked_index_reports_what_would_have_been_truncated(tmp_path: Path) ->
     out = _ok(["index", str(corpus), "-o", str(tmp_path / "idx"), *chunk_options])
     assert "indexed 2 documents (" in out
     assert "1 document(s) exceed the 256-token limit and were split into passages" in out
+
+
+@pytest.mark.slow
+def test_index_on_a_local_dask_cluster(tmp_path: Path) -> None:
+    out = _ok(["index", str(TINY / "corpus.jsonl"), "-o", str(tmp_path / "idx"), "--dask", "local:2"])
+    assert "indexed 10 documents" in out
+    hits = json.loads(_ok(["search", str(tmp_path / "idx"), "heart attack", "--json", "-k", "1"]))
+    assert hits[0]["id"] == "d3"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -136,11 +137,19 @@ def index(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing index.")] = False,
     batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 32,
     device: Annotated[str | None, typer.Option(help="cpu | cuda (default: cuda when present).")] = None,
+    resume: Annotated[bool, typer.Option(help="Reuse shards encoded by an interrupted run.")] = True,
+    dask: Annotated[
+        str | None, typer.Option(help="Encode on Dask: a scheduler address, or local:N workers.")
+    ] = None,
 ) -> None:
-    """Encode CORPUS and write an index folder (vectors, BM25, documents)."""
+    """Encode CORPUS and write an index folder (vectors, BM25, documents).
+
+    Encoded batches are kept in INDEX/.build/ until the build finishes: after a crash or
+    kill, the same command again encodes only what is missing.
+    """
     from densa.chunk import ChunkConfig
     from densa.corpus import SkipReport, read_corpus
-    from densa.encode import DEFAULT_MODEL, EncoderConfig
+    from densa.encode import DEFAULT_MODEL, EncoderConfig, SentenceTransformerEncoder
     from densa.index import BM25Config, Index, VectorIndexConfig
 
     config = EncoderConfig(
@@ -158,16 +167,25 @@ def index(
     chunking = ChunkConfig(chunk_tokens, chunk_overlap) if chunk_tokens else None
     report = SkipReport()
     docs = read_corpus(corpus, format=corpus_format, skip_bad=skip_bad, report=report)  # type: ignore[arg-type]
-    built = Index.build(
-        docs,
-        output,
-        encoder=config,
-        vectors=VectorIndexConfig(kind=kind, nlist=nlist, nprobe=nprobe, pq_m=pq_m, ef_search=ef_search),  # type: ignore[arg-type]
-        bm25=BM25Config(k1=k1, b=b),
-        chunking=chunking,
-        overwrite=overwrite,
-        progress=True,
-    )
+    encoder = SentenceTransformerEncoder(config)
+    with ExitStack() as stack:
+        runner = None
+        if dask is not None:
+            from densa.index.distributed import dask_runner
+
+            runner = stack.enter_context(dask_runner(dask, config, encoder.spec.fingerprint))
+        built = Index.build(
+            docs,
+            output,
+            encoder=encoder,
+            vectors=VectorIndexConfig(kind=kind, nlist=nlist, nprobe=nprobe, pq_m=pq_m, ef_search=ef_search),  # type: ignore[arg-type]
+            bm25=BM25Config(k1=k1, b=b),
+            chunking=chunking,
+            overwrite=overwrite,
+            progress=True,
+            resume=resume,
+            runner=runner,
+        )
     stats = built.build_stats
     assert stats is not None
     typer.echo(

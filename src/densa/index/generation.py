@@ -12,17 +12,23 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 from densa.chunk.chunker import ChunkConfig, Chunker, Span
 from densa.encode.encoder import Encoder
 from densa.index.bm25 import BM25Config, BM25Index
 from densa.index.manifest import MANIFEST, Manifest
+from densa.index.shards import ShardCache, batch_digest
 from densa.index.store import DocumentStore
 from densa.index.vectors import VectorIndex
 from densa.types import Document
@@ -30,11 +36,16 @@ from densa.types import Document
 __all__ = [
     "BM25_DIR",
     "DOCS_FILE",
+    "LOCK_FILE",
     "VECTORS_FILE",
     "Added",
+    "BatchRunner",
     "BuildStats",
     "GenerationWriter",
+    "LocalRunner",
+    "Pending",
     "dir_bytes",
+    "encode_batch",
     "encode_into",
     "write_lock",
 ]
@@ -120,7 +131,8 @@ class GenerationWriter:
 
     def __enter__(self) -> GenerationWriter:
         current = Manifest.read(self.path).generation if (self.path / MANIFEST).exists() else None
-        for orphan in self.path.glob("gen-*"):  # left by a writer that was killed
+        for orphan in self.path.glob("gen-*"):  # left by a writer that was killed (its encoded
+            # shards, if any, survive in .build/ and are reused)
             if orphan.name != current:
                 shutil.rmtree(orphan, ignore_errors=True)
         self.dir.mkdir()
@@ -177,6 +189,63 @@ def _passage_text(doc: Document, span: Span) -> str:
     return f"{doc.title} {body}".strip() if doc.title else body
 
 
+class Pending(Protocol):
+    """A batch being encoded: ``result()`` gives its vectors and truncation count."""
+
+    def result(self) -> tuple[npt.NDArray[np.float32], int]: ...
+
+
+class BatchRunner(Protocol):
+    """Where batches are encoded: in this process, or on a cluster (``densa.index.distributed``)."""
+
+    def submit(self, passages: list[str], documents: list[str]) -> Pending: ...
+
+    @property
+    def window(self) -> int:
+        """Batches allowed in flight at once."""
+        ...
+
+
+def encode_batch(
+    encoder: Encoder,
+    passages: list[str],
+    documents: list[str],
+    progress: Callable[[int], object] | None = None,
+) -> tuple[npt.NDArray[np.float32], int]:
+    """Vectors of ``passages`` in their order (encoded longest first, so each forward pass pads
+    to similar lengths) and how many ``documents`` exceed the model's token limit."""
+    truncated = encoder.count_truncated(documents)
+    out = np.empty((len(passages), encoder.spec.dim), dtype=np.float32)
+    order = sorted(range(len(passages)), key=lambda i: -len(passages[i]))
+    for start in range(0, len(order), _ENCODE_STEP):
+        part = order[start : start + _ENCODE_STEP]
+        out[part] = encoder.encode_documents([passages[i] for i in part])
+        if progress is not None:
+            progress(len(part))
+    return out, truncated
+
+
+@dataclass(frozen=True)
+class _Done:
+    value: tuple[npt.NDArray[np.float32], int]
+
+    def result(self) -> tuple[npt.NDArray[np.float32], int]:
+        return self.value
+
+
+class LocalRunner:
+    """Encodes each batch right away in this process, updating a progress bar as it goes."""
+
+    window = 1
+
+    def __init__(self, encoder: Encoder, progress: Callable[[int], object] | None = None) -> None:
+        self.encoder = encoder
+        self.progress = progress
+
+    def submit(self, passages: list[str], documents: list[str]) -> Pending:
+        return _Done(encode_batch(self.encoder, passages, documents, self.progress))
+
+
 def encode_into(
     store: DocumentStore,
     vectors: VectorIndex,
@@ -185,8 +254,16 @@ def encode_into(
     chunking: ChunkConfig | None,
     batch_size: int,
     progress: bool,
+    *,
+    shards: ShardCache | None = None,
+    runner: BatchRunner | None = None,
 ) -> Added:
     """Store ``documents``, split them into passages, encode them and add their vectors.
+
+    Batches are numbered in reading order. A batch already in ``shards`` (same passage ids
+    and texts) is not encoded again; a new one is encoded by ``runner`` (default: here) and
+    saved to ``shards``. Vectors are added in batch order whatever the runner, so a resumed
+    or distributed build equals a plain one.
 
     Returns the counts, with ``truncated`` = documents longer than the model's limit (which
     lose their tail unless ``chunking`` is set).
@@ -195,22 +272,40 @@ def encode_into(
 
     chunker = Chunker(encoder.tokenizer, chunking) if chunking is not None else None
     n_docs = n_passages = truncated = 0
+    pending: deque[tuple[int, str, list[int], Pending, bool]] = deque()
     with tqdm(desc="encoding", unit="passage", disable=not progress, dynamic_ncols=True) as bar:
-        for batch in _batched(documents, batch_size):
+        run = runner or LocalRunner(encoder, bar.update)
+
+        def finish() -> None:
+            nonlocal truncated
+            number, digest, pids, job, cached = pending.popleft()
+            matrix, batch_truncated = job.result()
+            if not cached and shards is not None:
+                shards.save(number, digest, matrix, batch_truncated)
+            if cached or runner is not None:
+                bar.update(len(pids))
+            vectors.add(matrix, pids)
+            truncated += batch_truncated
+
+        for number, batch in enumerate(_batched(documents, batch_size)):
             rids = store.add(batch)
-            truncated += encoder.count_truncated([d.full_text for d in batch])
             spans = chunker.split([d.text for d in batch]) if chunker else [[(0, len(d.text))] for d in batch]
             pids = store.add_passages(rids, spans)
             texts = [
                 _passage_text(d, s) for d, doc_spans in zip(batch, spans, strict=True) for s in doc_spans
             ]
             flat_pids = [p for doc_pids in pids for p in doc_pids]
-            # longest first, so each forward pass pads to similar lengths
-            order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-            for start in range(0, len(order), _ENCODE_STEP):
-                part = order[start : start + _ENCODE_STEP]
-                vectors.add(encoder.encode_documents([texts[i] for i in part]), [flat_pids[i] for i in part])
-                bar.update(len(part))
+            digest = batch_digest(flat_pids, texts)
+            found = shards.load(number, digest) if shards is not None else None
+            if found is not None:
+                pending.append((number, digest, flat_pids, _Done(found), True))
+            else:
+                job = run.submit(texts, [d.full_text for d in batch])
+                pending.append((number, digest, flat_pids, job, False))
+            while len(pending) >= run.window:
+                finish()
             n_docs += len(batch)
             n_passages += len(texts)
+        while pending:
+            finish()
     return Added(n_docs, n_passages, truncated)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,9 @@ from densa.index.bm25 import BM25Config, BM25Index
 from densa.index.generation import (
     BM25_DIR,
     DOCS_FILE,
+    LOCK_FILE,
     VECTORS_FILE,
+    BatchRunner,
     BuildStats,
     GenerationWriter,
     dir_bytes,
@@ -38,6 +40,7 @@ from densa.index.generation import (
     write_lock,
 )
 from densa.index.manifest import MANIFEST, Manifest
+from densa.index.shards import BUILD_DIR, ShardCache
 from densa.index.store import DocumentStore, Filter
 from densa.index.vectors import VectorIndex, VectorIndexConfig
 from densa.types import Document, Hit
@@ -110,12 +113,16 @@ class Index:
         overwrite: bool = False,
         batch_size: int = 2048,
         progress: bool = False,
+        resume: bool = True,
+        runner: BatchRunner | None = None,
     ) -> Index:
         """Encode ``documents`` and write a new index folder at ``path``.
 
         Everything is written to a fresh generation folder; the manifest that makes it
         current is written last. If reading or encoding fails half-way, the partial
-        generation is removed and whatever index was at ``path`` stays as it was.
+        generation is removed and whatever index was at ``path`` stays as it was. Encoded
+        batches are kept in ``path/.build/`` until the build finishes, so the same build
+        run again after a crash or kill encodes only what is missing.
 
         Parameters
         ----------
@@ -138,13 +145,23 @@ class Index:
             Documents read, stored and encoded per step.
         progress
             Show a progress bar.
+        resume
+            Reuse (and keep) encoded shards of an interrupted build with the same settings.
+        runner
+            Where batches are encoded (default: this process); see
+            :func:`densa.index.distributed.dask_runner`.
         """
         path = Path(path)
         if (path / MANIFEST).exists() and not overwrite:
             raise DensaError(
                 f"an index already exists at {path}; pass overwrite=True (--overwrite) to replace it"
             )
-        if path.exists() and not (path / MANIFEST).exists() and any(path.iterdir()):
+        leftovers = {BUILD_DIR, LOCK_FILE}  # an interrupted build leaves these (and gen-* folders)
+        if (
+            path.exists()
+            and not (path / MANIFEST).exists()
+            and any(p.name not in leftovers and not p.name.startswith("gen-") for p in path.iterdir())
+        ):
             raise DensaError(f"{path} exists and is not a densa index; choose an empty or new folder")
         enc = _make_encoder(encoder)
         vector_config = vectors or VectorIndexConfig()
@@ -152,10 +169,26 @@ class Index:
         created_dir = not path.exists()
         path.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
+        signature = {
+            "encoder": enc.spec.to_dict(),
+            "chunking": None if chunking is None else asdict(chunking),
+            "batch_size": batch_size,
+        }
+        shards = ShardCache(path, signature) if resume else None
         try:
             with write_lock(path), GenerationWriter(path, base=None) as writer:
                 vecs = VectorIndex.create(enc.spec.dim, vector_config)
-                added = encode_into(writer.store, vecs, enc, documents, chunking, batch_size, progress)
+                added = encode_into(
+                    writer.store,
+                    vecs,
+                    enc,
+                    documents,
+                    chunking,
+                    batch_size,
+                    progress,
+                    shards=shards,
+                    runner=runner,
+                )
                 manifest = Manifest(
                     encoder=enc.spec,
                     vectors=vector_config,
@@ -168,9 +201,12 @@ class Index:
                 )
                 writer.commit(manifest, vecs, bm25_config)
         except BaseException:
-            if created_dir and path.exists() and not (path / MANIFEST).exists():
+            nothing_kept = not any((path / BUILD_DIR).glob("shard-*"))
+            if created_dir and path.exists() and not (path / MANIFEST).exists() and nothing_kept:
                 shutil.rmtree(path, ignore_errors=True)
             raise
+        if shards is not None:
+            shards.clear()
         opened = cls.open(path, encoder=enc)
         opened.build_stats = BuildStats(
             added.documents, added.passages, added.truncated, time.perf_counter() - start
