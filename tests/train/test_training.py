@@ -220,3 +220,24 @@ def test_reranker_training_produces_a_cross_encoder(tmp_path: Path, tiny_bert: P
         [("tell me about the volcano", "volcano facts"), ("tell me about the volcano", "bread")]
     )
     assert len(scores) == 2 and scores[0] != scores[1]
+
+
+@pytest.mark.slow
+def test_reranker_dev_questions_without_negatives_do_not_break_training(
+    tmp_path: Path, tiny_bert: Path
+) -> None:
+    examples = [
+        e if i % 2 else TrainingExample(e.question, e.positives, (), id=e.id)
+        for i, e in enumerate(_examples())
+    ]
+    config = RerankerConfig(
+        base=str(tiny_bert),
+        batch_size=8,
+        max_steps=2,
+        dev_fraction=0.5,
+        eval_steps=1,
+        save_steps=100,
+        max_length=32,
+    )
+    out = train_reranker(examples, tmp_path / "ce", config, progress=False)
+    assert (out / "config.json").is_file()

@@ -80,19 +80,21 @@ def train_reranker(
         max_length=config.max_length,
         local_files_only=True,
     )
-    evaluator = None
-    if dev:
-        samples: list[dict[str, Any]] = [
-            {
-                "query": e.question,
-                "positive": [p.full_text for p in e.positives],
-                "negative": [n.full_text for n in e.hard_negatives],
-            }
-            for e in dev
-        ]
-        evaluator = CrossEncoderRerankingEvaluator(samples, at_k=10, name="dev", write_csv=False)
+    # reranking is only measurable for dev questions with something to rank the positive against
+    samples: list[dict[str, Any]] = [
+        {
+            "query": e.question,
+            "positive": [p.full_text for p in e.positives],
+            "negative": [n.full_text for n in e.hard_negatives],
+        }
+        for e in dev
+        if e.hard_negatives
+    ]
+    evaluator = (
+        CrossEncoderRerankingEvaluator(samples, at_k=10, name="dev", write_csv=False) if samples else None
+    )
     args = CrossEncoderTrainingArguments(
-        **shared_arguments(output, config, has_dev=bool(dev), progress=progress)
+        **shared_arguments(output, config, has_dev=bool(samples), progress=progress)
     )
     trainer = CrossEncoderTrainer(
         model=model,
