@@ -141,6 +141,7 @@ def index(
     dask: Annotated[
         str | None, typer.Option(help="Encode on Dask: a scheduler address, or local:N workers.")
     ] = None,
+    backend: Annotated[str, typer.Option(help="torch | torch-bf16 | onnx | onnx-int8.")] = "torch",
 ) -> None:
     """Encode CORPUS and write an index folder (vectors, BM25, documents).
 
@@ -148,8 +149,8 @@ def index(
     kill, the same command again encodes only what is missing.
     """
     from densa.chunk import ChunkConfig
-    from densa.corpus import SkipReport, read_corpus
-    from densa.encode import DEFAULT_MODEL, EncoderConfig, SentenceTransformerEncoder
+    from densa.corpus import SkipReport, peek, read_corpus
+    from densa.encode import DEFAULT_MODEL, EncoderConfig, backend_agreement, make_encoder
     from densa.index import BM25Config, Index, VectorIndexConfig
 
     config = EncoderConfig(
@@ -163,11 +164,18 @@ def index(
         dim=dim,
         batch_size=batch_size,
         device=device,
+        backend=backend,  # type: ignore[arg-type]
     )
     chunking = ChunkConfig(chunk_tokens, chunk_overlap) if chunk_tokens else None
     report = SkipReport()
     docs = read_corpus(corpus, format=corpus_format, skip_bad=skip_bad, report=report)  # type: ignore[arg-type]
-    encoder = SentenceTransformerEncoder(config)
+    if backend != "torch":
+        sample, docs = peek(docs, 64)
+        agreement = backend_agreement(config, [d.full_text for d in sample])
+        typer.echo(
+            f"backend {backend}: mean cosine with fp32 torch on {len(sample)} passages = {agreement:.5f}"
+        )
+    encoder = make_encoder(config)
     with ExitStack() as stack:
         runner = None
         if dask is not None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from densa.errors import InputError
 from densa.types import Document
 
-__all__ = ["CorpusFormat", "SkipReport", "detect_format", "read_corpus"]
+__all__ = ["CorpusFormat", "SkipReport", "detect_format", "peek", "read_corpus"]
 
 CorpusFormat = Literal["auto", "jsonl", "tsv", "folder"]
 
@@ -115,6 +116,20 @@ def read_corpus(
         name = _ITERABLE
         raws = _iterable_records(source)
     return _validated(raws, name, skip_bad, report if report is not None else SkipReport())
+
+
+def peek(documents: Iterable[Document], n: int) -> tuple[list[Document], Iterator[Document]]:
+    """The first ``n`` documents, and an iterator over all of them (those first ones included).
+
+    Examples
+    --------
+    >>> head, everything = peek(read_corpus([("a", "x"), ("b", "y"), ("c", "z")]), 2)
+    >>> [d.id for d in head], [d.id for d in everything]
+    (['a', 'b'], ['a', 'b', 'c'])
+    """
+    it = iter(documents)
+    head = list(islice(it, n))
+    return head, chain(head, it)
 
 
 def _validated(raws: Iterator[_Raw], name: str, skip_bad: bool, report: SkipReport) -> Iterator[Document]:

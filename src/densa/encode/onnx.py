@@ -1,0 +1,203 @@
+"""ONNX Runtime encoding (``pip install 'densa[onnx]'``): fp32, or int8 weights.
+
+densa exports the transformer itself with ``torch.onnx.export`` (``optimum`` would
+downgrade transformers and break sentence-transformers here) and pools in NumPy with the
+same rules as sentence-transformers. The export is cached in ``<model>/onnx/`` when the
+model folder is writable, else in ``$XDG_CACHE_HOME/densa/onnx/<fingerprint>/``. The
+int8 variant is ``onnxruntime.quantization.quantize_dynamic`` with per-channel weights:
+faster on CPUs, slightly less exact (check its agreement with fp32, and nDCG, before use).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from densa._optional import require
+from densa.encode.config import EncoderSpec, Pooling
+from densa.encode.encoder import l2_normalize
+from densa.errors import DensaError
+
+__all__ = ["OnnxEncoder", "export_onnx", "pool"]
+
+Vectors = npt.NDArray[np.float32]
+
+
+def pool(tokens: npt.NDArray[np.float32], mask: npt.NDArray[np.int64], how: Pooling) -> Vectors:
+    """Pool ``(batch, seq, dim)`` token embeddings with a ``(batch, seq)`` attention mask.
+
+    Examples
+    --------
+    >>> t = np.array([[[1.0, 2.0], [3.0, -4.0], [9.0, 9.0]]], dtype=np.float32)
+    >>> m = np.array([[1, 1, 0]])
+    >>> pool(t, m, "mean").tolist(), pool(t, m, "max").tolist(), pool(t, m, "last-token").tolist()
+    ([[2.0, -1.0]], [[3.0, 2.0]], [[3.0, -4.0]])
+    """
+    weights = mask[..., None].astype(np.float32)
+    pooled: Vectors
+    if how == "cls":
+        pooled = tokens[:, 0]
+    elif how == "mean":
+        pooled = (tokens * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+    elif how == "max":
+        pooled = np.where(weights > 0, tokens, -np.inf).max(axis=1)
+    else:
+        last = mask.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)
+        pooled = tokens[np.arange(len(tokens)), last]
+    return pooled.astype(np.float32)
+
+
+def _cache_dir(model_dir: Path, fingerprint: str) -> Path:
+    beside = model_dir / "onnx"
+    try:
+        beside.mkdir(exist_ok=True)
+        probe = beside / ".write-test"
+        probe.touch()
+        probe.unlink()
+        return beside
+    except OSError:
+        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        cache = base / "densa" / "onnx" / fingerprint
+        cache.mkdir(parents=True, exist_ok=True)
+        return cache
+
+
+def export_onnx(transformer: Any, model_dir: Path, fingerprint: str, int8: bool) -> Path:
+    """Export (once) the Hugging Face model inside a sentence-transformers ``Transformer``
+    module to ONNX, quantised to int8 weights if asked; returns the ``.onnx`` path."""
+    import torch
+
+    folder = _cache_dir(model_dir, fingerprint)
+    fp32 = folder / f"densa-{fingerprint}.onnx"
+    if not fp32.is_file():
+        hf_model = transformer.auto_model.eval()
+        names = ["input_ids", "attention_mask", "token_type_ids"]
+
+        class Wrapper(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = hf_model
+
+            def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+                out = self.model(
+                    input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+                )
+                return out.last_hidden_state
+
+        ids = torch.full((2, 8), 1000, dtype=torch.long)
+        mask = torch.ones((2, 8), dtype=torch.long)
+        mask[1, 5:] = 0  # trace with padding, so the masked attention path is the one recorded
+        dummy = (ids, mask, torch.zeros((2, 8), dtype=torch.long))
+        tmp = fp32.with_suffix(".tmp.onnx")
+        with warnings.catch_warnings():
+            # The TorchScript exporter is chosen on purpose (the dynamo one needs optimum-era
+            # tooling here); it warns that it is legacy and about traced shortcuts. What the export
+            # computes is checked against torch instead (tests/encode/test_backends.py, and
+            # backend_agreement before every bulk run).
+            warnings.simplefilter("ignore")
+            _export(torch, Wrapper(), dummy, tmp, names)
+        tmp.replace(fp32)
+    if not int8:
+        return fp32
+    quantized = folder / f"densa-{fingerprint}-int8.onnx"
+    if not quantized.is_file():
+        quantization = require("onnxruntime.quantization", "onnx")
+        tmp = quantized.with_suffix(".tmp.onnx")
+        quantization.quantize_dynamic(
+            str(fp32), str(tmp), weight_type=quantization.QuantType.QInt8, per_channel=True
+        )
+        tmp.replace(quantized)
+    return quantized
+
+
+def _export(torch: Any, module: Any, dummy: tuple[Any, ...], path: Path, names: list[str]) -> None:
+    torch.onnx.export(
+        module,
+        dummy,
+        str(path),
+        input_names=names,
+        output_names=["last_hidden_state"],
+        dynamic_axes={n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]},
+        opset_version=17,
+        dynamo=False,
+    )
+
+
+class OnnxEncoder:
+    """Encodes with ONNX Runtime what a :class:`SentenceTransformerEncoder` encodes with torch.
+
+    Built from a loaded torch encoder (its tokenizer, pooling and spec are reused); only
+    single-tower transformer + pooling models are supported.
+    """
+
+    def __init__(self, torch_encoder: Any, model_dir: Path, *, int8: bool) -> None:
+        ort = require("onnxruntime", "onnx")
+        modules = list(torch_encoder._doc_model)
+        kinds = [type(m).__name__ for m in modules]
+        single_tower = torch_encoder._query_model is torch_encoder._doc_model
+        if (
+            not single_tower
+            or kinds[0] != "Transformer"
+            or not set(kinds) <= {"Transformer", "Pooling", "Normalize"}
+        ):
+            raise DensaError(
+                f"the onnx backends support single-tower transformer + pooling models, not {kinds}"
+            )
+        self._normalize = torch_encoder.spec.normalize or "Normalize" in kinds
+        self._spec: EncoderSpec = torch_encoder.spec
+        self._tokenizer = torch_encoder.tokenizer
+        self._batch_size = torch_encoder.config.batch_size
+        self.path = export_onnx(modules[0], model_dir, self._spec.fingerprint, int8)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+
+    @property
+    def spec(self) -> EncoderSpec:
+        return self._spec
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer
+
+    def count_truncated(self, texts: Sequence[str]) -> int:
+        limit = self._spec.max_length
+        prefixed = [self._spec.passage_prefix + t for t in texts]
+        lengths = self._tokenizer(prefixed, truncation=True, max_length=limit + 1, return_length=True)[
+            "length"
+        ]
+        return int(sum(1 for n in lengths if n > limit))
+
+    def encode_queries(self, texts: Sequence[str]) -> Vectors:
+        return self._encode([self._spec.query_prefix + t for t in texts])
+
+    def encode_documents(self, texts: Sequence[str]) -> Vectors:
+        return self._encode([self._spec.passage_prefix + t for t in texts])
+
+    def _encode(self, texts: list[str]) -> Vectors:
+        out = np.zeros((len(texts), self._spec.dim), dtype=np.float32)
+        for start in range(0, len(texts), self._batch_size):
+            batch = self._tokenizer(
+                texts[start : start + self._batch_size],
+                padding=True,
+                truncation=True,
+                max_length=self._spec.max_length,
+                return_tensors="np",
+            )
+            feeds = {
+                "input_ids": batch["input_ids"].astype(np.int64),
+                "attention_mask": batch["attention_mask"].astype(np.int64),
+                "token_type_ids": batch.get("token_type_ids", np.zeros_like(batch["input_ids"])).astype(
+                    np.int64
+                ),
+            }
+            (tokens,) = self._session.run(["last_hidden_state"], feeds)
+            pooled = pool(tokens, feeds["attention_mask"], self._spec.pooling)[:, : self._spec.dim]
+            out[start : start + len(pooled)] = l2_normalize(pooled) if self._normalize else pooled
+        return out

@@ -1,0 +1,67 @@
+"""Encoding backends against fp32 torch: ONNX (fp32, int8 weights) and bfloat16 autocast."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from densa.encode import (
+    EncoderConfig,
+    SentenceTransformerEncoder,
+    backend_agreement,
+    l2_normalize,
+    make_encoder,
+)
+from densa.encode.onnx import OnnxEncoder, pool
+from densa.errors import ConfigError
+from densa.index import Index
+from densa.types import Document
+
+TEXTS = ["Myocardial infarction damages the heart muscle.", "The stock market fell today.", "short"]
+
+
+def test_numpy_pooling_matches_the_torch_module() -> None:
+    import torch
+
+    from densa.encode.pooling import pooling_module
+
+    rng = np.random.default_rng(0)
+    tokens = rng.normal(size=(3, 5, 4)).astype(np.float32)
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]])
+    for how in ("cls", "mean", "max", "last-token"):
+        module = pooling_module(how, 4)  # type: ignore[arg-type]
+        features = {"token_embeddings": torch.tensor(tokens), "attention_mask": torch.tensor(mask)}
+        expected = module(features)["sentence_embedding"].numpy()
+        np.testing.assert_allclose(pool(tokens, mask, how), expected, atol=1e-6)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_onnx_export_matches_torch_and_is_cached(tmp_path: Path, minilm_path: Path) -> None:
+    model = tmp_path / "minilm"
+    shutil.copytree(minilm_path, model)  # a writable copy: the export is cached beside it
+    config = EncoderConfig(model=str(model), device="cpu")
+    torch_vectors = SentenceTransformerEncoder(config).encode_documents(TEXTS)
+    onnx = make_encoder(EncoderConfig(model=str(model), device="cpu", backend="onnx"))
+    assert isinstance(onnx, OnnxEncoder) and onnx.path.parent == model / "onnx"
+    np.testing.assert_allclose(onnx.encode_documents(TEXTS), torch_vectors, atol=1e-4)
+    int8 = make_encoder(EncoderConfig(model=str(model), device="cpu", backend="onnx-int8"))
+    cosines = (int8.encode_documents(TEXTS) * torch_vectors).sum(axis=1)
+    assert cosines.min() > 0.95
+    assert backend_agreement(EncoderConfig(model=str(model), backend="onnx"), TEXTS) > 0.9999
+    exported = {p.name: p.stat().st_mtime for p in (model / "onnx").glob("*.onnx")}
+    make_encoder(EncoderConfig(model=str(model), backend="onnx-int8"))  # second time: from the cache
+    assert {p.name: p.stat().st_mtime for p in (model / "onnx").glob("*.onnx")} == exported
+    index = Index.build([Document("a", TEXTS[0]), Document("b", TEXTS[1])], tmp_path / "idx", encoder=onnx)
+    assert index.manifest.encoder.backend == "onnx"
+    assert Index.open(tmp_path / "idx").search(["heart attack"], 1)[0][0].doc_id == "a"  # queries on onnx too
+
+
+def test_bf16_autocast_stays_close_to_fp32(minilm: SentenceTransformerEncoder) -> None:
+    bf16 = make_encoder(EncoderConfig(device="cpu", backend="torch-bf16"))
+    cosines = (l2_normalize(bf16.encode_documents(TEXTS)) * minilm.encode_documents(TEXTS)).sum(axis=1)
+    assert cosines.min() > 0.99
+    with pytest.raises(ConfigError):
+        EncoderConfig(backend="tensorrt")  # type: ignore[arg-type]
