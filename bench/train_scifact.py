@@ -124,7 +124,7 @@ def main() -> None:
             dataset = BeirDataset(args.data / name)
             if f"{name} zero-shot" not in results:
                 zero, _ = evaluate_dataset(Searcher(cached_index(dataset.root)), dataset, "test", METRICS)
-                results[f"{name} zero-shot"] = zero
+                results[f"{name} zero-shot"] = zero.metrics
             if f"{name} fine-tuned" not in results:
                 results[f"{name} fine-tuned"] = evaluate_model(model, dataset, f"{name}-finetuned")
             save()
