@@ -241,3 +241,26 @@ def test_reranker_dev_questions_without_negatives_do_not_break_training(
     )
     out = train_reranker(examples, tmp_path / "ce", config, progress=False)
     assert (out / "config.json").is_file()
+
+
+@pytest.mark.slow
+def test_matryoshka_training_gives_a_model_usable_at_fewer_dimensions(
+    tmp_path: Path, tiny_bert: Path
+) -> None:
+    config = TrainConfig(
+        base=str(tiny_bert),
+        pooling="mean",
+        batch_size=8,
+        max_steps=3,
+        learning_rate=1e-3,
+        dev_fraction=0.0,
+        max_length=32,
+        save_steps=100,
+        matryoshka_dims=(32, 16, 8),
+    )
+    result = train_bi_encoder(_examples(), tmp_path / "mat", config, progress=False)
+    assert result.steps == 3 and all(e["loss"] > 0 for e in result.history if "loss" in e)
+    small = SentenceTransformerEncoder(EncoderConfig(model=str(tmp_path / "mat"), dim=8))
+    vectors = small.encode_documents(["volcano facts", "bread facts"])
+    assert vectors.shape == (2, 8)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
