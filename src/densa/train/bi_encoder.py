@@ -62,7 +62,9 @@ class TrainConfig:
     dev_fraction
         Share of the examples held out as the dev set.
     max_length
-        Token limit while training (``None``: the model's).
+        Token limit while training (``None``: the model's). It is saved with the model, so
+        the trained model also encodes at most this many tokens unless indexed with
+        ``--max-length``.
     eval_steps, save_steps, logging_steps
         How often to score dev, checkpoint, and log the loss.
     seed
