@@ -437,7 +437,9 @@ def train(
     hard_negatives: Annotated[int, typer.Option(help="Hard negatives per question.")] = 1,
     matryoshka: Annotated[str | None, typer.Option(help="Matryoshka dims, e.g. 384,256,128,64.")] = None,
     dev_fraction: Annotated[float, typer.Option(help="Share of the data held out as dev.")] = 0.1,
-    max_length: Annotated[int | None, typer.Option(help="Token limit while training.")] = None,
+    max_length: Annotated[
+        int | None, typer.Option(help="Token limit while training (saved with the model).")
+    ] = None,
     eval_steps: Annotated[int, typer.Option(help="Score dev every N steps.")] = 50,
     save_steps: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 50,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
