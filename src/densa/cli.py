@@ -169,13 +169,13 @@ def index(
     chunking = ChunkConfig(chunk_tokens, chunk_overlap) if chunk_tokens else None
     report = SkipReport()
     docs = read_corpus(corpus, format=corpus_format, skip_bad=skip_bad, report=report)  # type: ignore[arg-type]
+    encoder = make_encoder(config)
     if backend != "torch":
         sample, docs = peek(docs, 64)
-        agreement = backend_agreement(config, [d.full_text for d in sample])
+        agreement = backend_agreement(encoder, config, [d.full_text for d in sample])
         typer.echo(
             f"backend {backend}: mean cosine with fp32 torch on {len(sample)} passages = {agreement:.5f}"
         )
-    encoder = make_encoder(config)
     with ExitStack() as stack:
         runner = None
         if dask is not None:

@@ -50,7 +50,7 @@ def test_onnx_export_matches_torch_and_is_cached(tmp_path: Path, minilm_path: Pa
     int8 = make_encoder(EncoderConfig(model=str(model), device="cpu", backend="onnx-int8"))
     cosines = (int8.encode_documents(TEXTS) * torch_vectors).sum(axis=1)
     assert cosines.min() > 0.95
-    assert backend_agreement(EncoderConfig(model=str(model), backend="onnx"), TEXTS) > 0.9999
+    assert backend_agreement(onnx, EncoderConfig(model=str(model), backend="onnx"), TEXTS) > 0.9999
     exported = {p.name: p.stat().st_mtime for p in (model / "onnx").glob("*.onnx")}
     make_encoder(EncoderConfig(model=str(model), backend="onnx-int8"))  # second time: from the cache
     assert {p.name: p.stat().st_mtime for p in (model / "onnx").glob("*.onnx")} == exported

@@ -58,6 +58,14 @@ class Encoder(Protocol):
     def count_truncated(self, texts: Sequence[str]) -> int: ...
 
 
+def count_over_limit(tokenizer: Any, spec: EncoderSpec, texts: Sequence[str]) -> int:
+    """How many of ``texts`` (with the passage prefix) exceed ``spec.max_length`` tokens."""
+    limit = spec.max_length
+    prefixed = [spec.passage_prefix + t for t in texts]
+    lengths = tokenizer(prefixed, truncation=True, max_length=limit + 1, return_length=True)["length"]
+    return int(sum(1 for n in lengths if n > limit))
+
+
 def l2_normalize(vectors: Vectors) -> Vectors:
     """Rows scaled to unit length (zero rows stay zero).
 
@@ -177,11 +185,7 @@ class SentenceTransformerEncoder:
 
     def count_truncated(self, texts: Sequence[str]) -> int:
         """How many passages exceed the model's token limit (and would lose their tail)."""
-        limit = self._spec.max_length
-        tokenizer = self._doc_model.tokenizer
-        prefixed = [self._spec.passage_prefix + t for t in texts]
-        lengths = tokenizer(prefixed, truncation=True, max_length=limit + 1, return_length=True)["length"]
-        return int(sum(1 for n in lengths if n > limit))
+        return count_over_limit(self.tokenizer, self._spec, texts)
 
     def _encode(self, encode: Any, texts: list[str], prefix: str, progress: bool) -> Vectors:
         if not texts:
@@ -217,12 +221,12 @@ def make_encoder(config: EncoderConfig | None = None) -> Encoder:
     return SentenceTransformerEncoder(config)
 
 
-def backend_agreement(config: EncoderConfig, texts: Sequence[str]) -> float:
-    """Mean cosine between ``config``'s passage vectors and fp32 torch ones for ``texts``
-    (1.0 means identical directions); check it before a bulk run on another backend."""
+def backend_agreement(encoder: Encoder, config: EncoderConfig, texts: Sequence[str]) -> float:
+    """Mean cosine between ``encoder``'s passage vectors (built from ``config``) and fp32 torch
+    ones for ``texts`` (1.0: identical directions); check it before a bulk run on another backend."""
     from dataclasses import replace
 
-    candidate = make_encoder(config).encode_documents(texts)
+    candidate = encoder.encode_documents(texts)
     reference = SentenceTransformerEncoder(replace(config, backend="torch")).encode_documents(texts)
     cosines = (l2_normalize(candidate) * l2_normalize(reference)).sum(axis=1)
     return float(cosines.mean())

@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from densa._optional import require
 from densa.encode.config import EncoderSpec, Pooling
-from densa.encode.encoder import l2_normalize
+from densa.encode.encoder import count_over_limit, l2_normalize
 from densa.errors import DensaError
 
 __all__ = ["OnnxEncoder", "export_onnx", "pool"]
@@ -167,12 +167,7 @@ class OnnxEncoder:
         return self._tokenizer
 
     def count_truncated(self, texts: Sequence[str]) -> int:
-        limit = self._spec.max_length
-        prefixed = [self._spec.passage_prefix + t for t in texts]
-        lengths = self._tokenizer(prefixed, truncation=True, max_length=limit + 1, return_length=True)[
-            "length"
-        ]
-        return int(sum(1 for n in lengths if n > limit))
+        return count_over_limit(self._tokenizer, self._spec, texts)
 
     def encode_queries(self, texts: Sequence[str]) -> Vectors:
         return self._encode([self._spec.query_prefix + t for t in texts])

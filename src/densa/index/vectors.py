@@ -234,7 +234,8 @@ class VectorIndex:
                 self._raw, self._raw_ids = np.asarray(self._raw)[keep], self._raw_ids[keep]
                 self._position = None
             return
-        kept = [i for i in self.ids() if i not in set(ids)]
+        dropped = set(ids)
+        kept = [i for i in self.ids() if i not in dropped]
         vectors = self.reconstruct(kept)
         rebuilt = VectorIndex.create(self.dim, self.config)
         rebuilt.add(vectors, kept)

@@ -21,7 +21,7 @@ from densa.fuse.fusion import FusionConfig, fuse
 from densa.index.index import Index
 from densa.index.store import Filter
 from densa.rerank.reranker import Reranker
-from densa.types import Hit, Query, Run, rank_items
+from densa.types import Document, Hit, Query, Run, rank_items
 
 __all__ = ["Mode", "SearchConfig", "Searcher"]
 
@@ -95,19 +95,38 @@ class Searcher:
     def hits(self, texts: Sequence[str], k: int, filter: Filter | None = None) -> list[list[Hit]]:
         """Top-``k`` hits with their stored documents; ``passage`` is the best-matching chunk."""
         scored = self._scored(texts, k, filter)
-        docs = self.index.store.get_many(rid for s in scored for rid in s.rids.values())
+        shown = [list(s.scores) for s in scored]
+        docs, passages = self._load(scored, shown)
         results: list[list[Hit]] = []
         for s in scored:
             hits = []
             for rank, (doc_id, score) in enumerate(rank_items(s.scores.items()), start=1):
                 doc = docs[s.rids[doc_id]]
-                hits.append(
-                    Hit(doc.id, score, rank, doc.title, doc.text, doc.metadata, self._passage(s, doc_id))
-                )
+                passage = passages.get(s.best_passage.get(doc_id, -1), "")
+                hits.append(Hit(doc.id, score, rank, doc.title, doc.text, doc.metadata, passage))
             results.append(hits)
         return results
 
     # ------------------------------------------------------------------ steps
+    def _load(
+        self, scored: list[_Scored], wanted: list[list[str]]
+    ) -> tuple[dict[int, Document], dict[int, str]]:
+        """The ``wanted`` documents of each query (one store query), and in a chunked index the
+        text of their best-matching passages (one more), keyed by passage id."""
+        docs = self.index.store.get_many(
+            s.rids[d] for s, ids in zip(scored, wanted, strict=True) for d in ids
+        )
+        if not self.index.manifest.chunking:
+            return docs, {}
+        pids = [
+            s.best_passage[d]
+            for s, ids in zip(scored, wanted, strict=True)
+            for d in ids
+            if d in s.best_passage
+        ]
+        spans = self.index.store.passages(pids)
+        return docs, {pid: docs[rid].text[a:b] for pid, (rid, a, b) in spans.items()}
+
     def _scored(self, texts: Sequence[str], k: int, filter: Filter | None) -> list[_Scored]:
         if k < 1:
             raise ConfigError("k must be at least 1")
@@ -146,17 +165,12 @@ class Searcher:
             scored = self._rerank(texts, scored)
         return [_Scored(dict(rank_items(s.scores.items())[:k]), s.rids, s.best_passage) for s in scored]
 
-    def _passage(self, s: _Scored, doc_id: str) -> str:
-        """The best-matching chunk of a dense hit in a chunked index, else ``""``."""
-        pid = s.best_passage.get(doc_id)
-        return self.index.passage_text(pid) if self.index.manifest.chunking and pid is not None else ""
-
     def _rerank(self, texts: Sequence[str], scored: list[_Scored]) -> list[_Scored]:
         assert self.reranker is not None
         tops = [[d for d, _ in rank_items(s.scores.items())[: self.config.rerank_depth]] for s in scored]
-        docs = self.index.store.get_many(s.rids[d] for s, top in zip(scored, tops, strict=True) for d in top)
+        docs, passages = self._load(scored, tops)
         pairs = [
-            (text, self._passage(s, d) or docs[s.rids[d]].full_text)
+            (text, passages.get(s.best_passage.get(d, -1)) or docs[s.rids[d]].full_text)
             for text, s, top in zip(texts, scored, tops, strict=True)
             for d in top
         ]

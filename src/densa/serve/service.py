@@ -18,8 +18,9 @@ import numpy as np
 import numpy.typing as npt
 
 from densa.encode.config import EncoderSpec
-from densa.encode.encoder import Encoder
+from densa.encode.encoder import Encoder, make_encoder
 from densa.index.index import Index
+from densa.index.manifest import Manifest
 from densa.index.store import Filter
 from densa.rerank.reranker import CrossEncoderReranker
 from densa.search.searcher import Mode, SearchConfig, Searcher
@@ -62,10 +63,11 @@ class IndexService:
     """Thread-safe access to one index folder for the HTTP API."""
 
     def __init__(self, config: ServeConfig, encoder: Encoder | None = None) -> None:
-        opened = Index.open(config.index, encoder=encoder, device=config.device)
-        self.encoder = LockedEncoder(encoder or opened.encoder)
+        if encoder is None:  # the one the index was built with (Index.open checks it matches)
+            spec = Manifest.read(config.index).encoder
+            encoder = make_encoder(spec.to_config(device=config.device))
+        self.encoder = LockedEncoder(encoder)
         self._index = Index.open(config.index, encoder=self.encoder)
-        opened.close()
         self._write_lock = threading.Lock()
         self.reranker = (
             CrossEncoderReranker(config.reranker, device=config.device) if config.reranker else None
