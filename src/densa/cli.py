@@ -51,10 +51,22 @@ WeightsOpt = Annotated[str | None, typer.Option(help="Hybrid weights 'dense,bm25
 NormOpt = Annotated[str | None, typer.Option(help="Weighted fusion normalisation: minmax | zscore.")]
 RerankOpt = Annotated[Path | None, typer.Option(help="Cross-encoder folder to rerank the top candidates.")]
 RerankDepthOpt = Annotated[int, typer.Option(help="Candidates the cross-encoder rescores.")]
+RerankWeightOpt = Annotated[
+    float,
+    typer.Option(help="1: cross-encoder score only; below 1: z-score mix with the first-stage score."),
+]
 FilterOpt = Annotated[
     list[str] | None, typer.Option("--filter", help="Metadata filter field=value (repeatable).")
 ]
 AggregateOpt = Annotated[str, typer.Option(help="Document score from its passages: max | sum.")]
+QueryBackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        help="Encode queries with torch | torch-bf16 | onnx | onnx-int8 | openvino "
+        "(default: the index's backend).",
+    ),
+]
 
 
 def _echo_json(data: Any) -> None:
@@ -92,6 +104,7 @@ def _searcher(
     normalization: str | None,
     rerank: Path | None,
     rerank_depth: int,
+    rerank_weight: float,
     aggregate: str,
 ) -> Searcher:
     from densa.rerank import CrossEncoderReranker
@@ -101,6 +114,7 @@ def _searcher(
         mode=mode,  # type: ignore[arg-type]
         fusion=_fusion_config(fusion, weights, normalization),
         rerank_depth=rerank_depth,
+        rerank_weight=rerank_weight,
         aggregate=aggregate,  # type: ignore[arg-type]
     )
     reranker = CrossEncoderReranker(rerank, show_progress=True) if rerank is not None else None
@@ -141,7 +155,7 @@ def index(
     dask: Annotated[
         str | None, typer.Option(help="Encode on Dask: a scheduler address, or local:N workers.")
     ] = None,
-    backend: Annotated[str, typer.Option(help="torch | torch-bf16 | onnx | onnx-int8.")] = "torch",
+    backend: Annotated[str, typer.Option(help="torch | torch-bf16 | onnx | onnx-int8 | openvino.")] = "torch",
 ) -> None:
     """Encode CORPUS and write an index folder (vectors, BM25, documents).
 
@@ -267,9 +281,11 @@ def search(
     normalization: NormOpt = None,
     rerank: RerankOpt = None,
     rerank_depth: RerankDepthOpt = 100,
+    rerank_weight: RerankWeightOpt = 1.0,
     filters: FilterOpt = None,
     aggregate: AggregateOpt = "max",
     model: ModelOpt = None,
+    backend: QueryBackendOpt = None,
 ) -> None:
     """Search INDEX for one QUERY, or for every query of --queries into a TREC run file."""
     from densa.corpus import read_queries
@@ -279,13 +295,14 @@ def search(
     if (query is None) == (queries is None):
         raise DensaError("give either a QUERY or --queries FILE")
     searcher = _searcher(
-        Index.open(index_path, model=model),
+        Index.open(index_path, model=model, backend=backend),  # type: ignore[arg-type]
         mode,
         fusion,
         weights,
         normalization,
         rerank,
         rerank_depth,
+        rerank_weight,
         aggregate,
     )
     where = parse_filter(filters or [])
@@ -336,8 +353,10 @@ def eval_(
     normalization: NormOpt = None,
     rerank: RerankOpt = None,
     rerank_depth: RerankDepthOpt = 100,
+    rerank_weight: RerankWeightOpt = 1.0,
     aggregate: AggregateOpt = "max",
     model: ModelOpt = None,
+    backend: QueryBackendOpt = None,
 ) -> None:
     """Score INDEX on --dataset, or --run against --qrels (nDCG@10, Recall@100, MRR@10, accuracy@k)."""
     from densa.corpus import BeirDataset, read_qrels
@@ -353,13 +372,14 @@ def eval_(
         if index_path is None or dataset is None:
             raise DensaError("give INDEX and --dataset, or --run and --qrels")
         searcher = _searcher(
-            Index.open(index_path, model=model),
+            Index.open(index_path, model=model, backend=backend),  # type: ignore[arg-type]
             mode,
             fusion,
             weights,
             normalization,
             rerank,
             rerank_depth,
+            rerank_weight,
             aggregate,
         )
         result, run = evaluate_dataset(searcher, BeirDataset(dataset), split)
@@ -479,12 +499,18 @@ def train_reranker(
     data: Annotated[Path, typer.Option(help="DPR-format data with hard negatives.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Cross-encoder folder to write.")],
     base: Annotated[str | None, typer.Option(help="Model to start from (default: bundled MiniLM).")] = None,
-    epochs: Annotated[float, typer.Option(help="Passes over the data.")] = 1.0,
+    loss: Annotated[
+        str, typer.Option(help="listwise (positive vs its negatives, softmax) | bce (pointwise).")
+    ] = "listwise",
+    epochs: Annotated[float, typer.Option(help="Passes over the data.")] = 2.0,
     max_steps: Annotated[int, typer.Option(help="Stop after N steps (overrides --epochs).")] = -1,
-    batch_size: Annotated[int, typer.Option(help="Pairs per step.")] = 16,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-5,
+    batch_size: Annotated[int, typer.Option(help="Questions (listwise) or pairs (bce) per step.")] = 16,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 5e-5,
     negatives: Annotated[int, typer.Option(help="Hard negatives per question.")] = 4,
-    max_length: Annotated[int, typer.Option(help="Token limit of a (question, passage) pair.")] = 256,
+    in_batch_negatives: Annotated[
+        int, typer.Option(help="Listwise: other questions' passages added as negatives.")
+    ] = 2,
+    max_length: Annotated[int, typer.Option(help="Token limit of a (question, passage) pair.")] = 192,
     dev_fraction: Annotated[float, typer.Option(help="Share of the data held out as dev.")] = 0.1,
     eval_steps: Annotated[int, typer.Option(help="Score dev every N steps.")] = 100,
     save_steps: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 100,
@@ -497,11 +523,13 @@ def train_reranker(
 
     config = RerankerConfig(
         base=base or DEFAULT_MODEL,
+        loss=loss,  # type: ignore[arg-type]
         epochs=epochs,
         max_steps=max_steps,
         batch_size=batch_size,
         learning_rate=learning_rate,
         negatives_per_question=negatives,
+        in_batch_negatives=in_batch_negatives,
         max_length=max_length,
         dev_fraction=dev_fraction,
         eval_steps=eval_steps,
@@ -531,7 +559,9 @@ def serve(
     ] = None,
     read_only: Annotated[bool, typer.Option(help="Refuse all writes.")] = False,
     rerank: RerankOpt = None,
+    rerank_weight: RerankWeightOpt = 1.0,
     device: Annotated[str | None, typer.Option(help="cpu | cuda.")] = None,
+    backend: QueryBackendOpt = None,
 ) -> None:
     """Serve INDEX over HTTP: search API, document API, RAG context, and the search page at /."""
     from densa._optional import require
@@ -546,7 +576,9 @@ def serve(
         api_key=api_key,
         read_only=read_only,
         reranker=rerank,
+        rerank_weight=rerank_weight,
         device=device,
+        backend=backend,  # type: ignore[arg-type]
     )
     application = create_app(config)
     typer.echo(f"serving {index_path} on http://{host}:{port}/  (API docs at /docs)")

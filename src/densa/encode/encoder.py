@@ -209,15 +209,14 @@ class SentenceTransformerEncoder:
 
 
 def make_encoder(config: EncoderConfig | None = None) -> Encoder:
-    """The encoder ``config`` describes, on its backend (torch, torch-bf16, onnx, onnx-int8)."""
+    """The encoder ``config`` describes, on its backend (torch, torch-bf16, onnx, onnx-int8,
+    openvino)."""
     config = config or EncoderConfig()
-    if config.backend in ("onnx", "onnx-int8"):
+    if config.backend in ("onnx", "onnx-int8", "openvino"):
         from densa.encode.onnx import OnnxEncoder
 
         torch_encoder = SentenceTransformerEncoder(config)
-        return OnnxEncoder(
-            torch_encoder, resolve_model_path(config.model), int8=config.backend == "onnx-int8"
-        )
+        return OnnxEncoder(torch_encoder, resolve_model_path(config.model), runtime=config.backend)
     return SentenceTransformerEncoder(config)
 
 

@@ -1,11 +1,17 @@
-"""ONNX Runtime encoding (``pip install 'densa[onnx]'``): fp32, or int8 weights.
+"""Exported-graph encoding: ONNX Runtime fp32 / int8 (``pip install 'densa[onnx]'``) and
+OpenVINO (``pip install 'densa[openvino]'``).
 
 densa exports the transformer itself with ``torch.onnx.export`` (``optimum`` would
 downgrade transformers and break sentence-transformers here) and pools in NumPy with the
 same rules as sentence-transformers. The export is cached in ``<model>/onnx/`` when the
-model folder is writable, else in ``$XDG_CACHE_HOME/densa/onnx/<fingerprint>/``. The
-int8 variant is ``onnxruntime.quantization.quantize_dynamic`` with per-channel weights:
-faster on CPUs, slightly less exact (check its agreement with fp32, and nDCG, before use).
+model folder is writable, else in ``$XDG_CACHE_HOME/densa/onnx/<fingerprint>/``.
+
+* ``onnx``: ONNX Runtime on the fp32 graph;
+* ``onnx-int8``: ``onnxruntime.quantization.quantize_dynamic`` with per-channel int8 weights:
+  faster on CPUs, slightly less exact (check its agreement with fp32, and nDCG, before use);
+* ``openvino``: the fp32 graph converted with ``openvino.convert_model`` (IR cached beside
+  it) and compiled for the CPU with OpenVINO's defaults, which run in bf16 on CPUs with
+  native bf16 (AVX-512 BF16 / AMX) and in fp32 elsewhere.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -24,9 +30,10 @@ from densa.encode.config import EncoderSpec, Pooling
 from densa.encode.encoder import count_over_limit, l2_normalize
 from densa.errors import DensaError
 
-__all__ = ["OnnxEncoder", "export_onnx", "pool"]
+__all__ = ["OnnxEncoder", "Runtime", "export_onnx", "export_openvino", "pool"]
 
 Vectors = npt.NDArray[np.float32]
+Runtime = Literal["onnx", "onnx-int8", "openvino"]
 
 
 def pool(tokens: npt.NDArray[np.float32], mask: npt.NDArray[np.int64], how: Pooling) -> Vectors:
@@ -116,6 +123,41 @@ def export_onnx(transformer: Any, model_dir: Path, fingerprint: str, int8: bool)
     return quantized
 
 
+def export_openvino(onnx_path: Path) -> Path:
+    """Convert (once) an fp32 ONNX export to OpenVINO IR beside it; returns the ``.xml`` path."""
+    ov = require("openvino", "openvino")
+    xml = onnx_path.with_suffix(".xml")
+    if not (xml.is_file() and xml.with_suffix(".bin").is_file()):
+        tmp = onnx_path.with_suffix(".tmp.xml")
+        ov.save_model(ov.convert_model(str(onnx_path)), str(tmp), compress_to_fp16=False)
+        tmp.with_suffix(".bin").replace(xml.with_suffix(".bin"))  # weights first, then the graph
+        tmp.replace(xml)
+    return xml
+
+
+class _OnnxRuntime:
+    def __init__(self, path: Path) -> None:
+        ort = require("onnxruntime", "onnx")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, feeds: dict[str, npt.NDArray[np.int64]]) -> npt.NDArray[np.float32]:
+        (tokens,) = self._session.run(["last_hidden_state"], feeds)
+        return np.asarray(tokens, dtype=np.float32)
+
+
+class _OpenVino:
+    def __init__(self, path: Path) -> None:
+        ov = require("openvino", "openvino")
+        compiled = ov.Core().compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+        self._request = compiled.create_infer_request()
+        self._output = compiled.output(0)
+
+    def __call__(self, feeds: dict[str, npt.NDArray[np.int64]]) -> npt.NDArray[np.float32]:
+        return np.asarray(self._request.infer(feeds)[self._output], dtype=np.float32)
+
+
 def _export(torch: Any, module: Any, dummy: tuple[Any, ...], path: Path, names: list[str]) -> None:
     torch.onnx.export(
         module,
@@ -130,14 +172,16 @@ def _export(torch: Any, module: Any, dummy: tuple[Any, ...], path: Path, names: 
 
 
 class OnnxEncoder:
-    """Encodes with ONNX Runtime what a :class:`SentenceTransformerEncoder` encodes with torch.
+    """Encodes with an exported graph what a :class:`SentenceTransformerEncoder` encodes with
+    torch, on ONNX Runtime (``onnx``, ``onnx-int8``) or OpenVINO (``openvino``).
 
     Built from a loaded torch encoder (its tokenizer, pooling and spec are reused); only
     single-tower transformer + pooling models are supported.
     """
 
-    def __init__(self, torch_encoder: Any, model_dir: Path, *, int8: bool) -> None:
-        ort = require("onnxruntime", "onnx")
+    def __init__(self, torch_encoder: Any, model_dir: Path, *, runtime: Runtime = "onnx") -> None:
+        if runtime not in ("onnx", "onnx-int8", "openvino"):
+            raise DensaError(f"unknown runtime {runtime!r}")
         modules = list(torch_encoder._doc_model)
         kinds = [type(m).__name__ for m in modules]
         single_tower = torch_encoder._query_model is torch_encoder._doc_model
@@ -153,10 +197,14 @@ class OnnxEncoder:
         self._spec: EncoderSpec = torch_encoder.spec
         self._tokenizer = torch_encoder.tokenizer
         self._batch_size = torch_encoder.config.batch_size
-        self.path = export_onnx(modules[0], model_dir, self._spec.fingerprint, int8)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self.runtime = runtime
+        self.path = export_onnx(modules[0], model_dir, self._spec.fingerprint, runtime == "onnx-int8")
+        self._run: _OnnxRuntime | _OpenVino
+        if runtime == "openvino":
+            self.path = export_openvino(self.path)
+            self._run = _OpenVino(self.path)
+        else:
+            self._run = _OnnxRuntime(self.path)
 
     @property
     def spec(self) -> EncoderSpec:
@@ -177,9 +225,12 @@ class OnnxEncoder:
 
     def _encode(self, texts: list[str]) -> Vectors:
         out = np.zeros((len(texts), self._spec.dim), dtype=np.float32)
+        # longest first, as sentence-transformers does: batches of similar length pad less
+        order = np.argsort([-len(t) for t in texts], kind="stable")
         for start in range(0, len(texts), self._batch_size):
+            rows = order[start : start + self._batch_size]
             batch = self._tokenizer(
-                texts[start : start + self._batch_size],
+                [texts[i] for i in rows],
                 padding=True,
                 truncation=True,
                 max_length=self._spec.max_length,
@@ -192,7 +243,7 @@ class OnnxEncoder:
                     np.int64
                 ),
             }
-            (tokens,) = self._session.run(["last_hidden_state"], feeds)
+            tokens = self._run(feeds)
             pooled = pool(tokens, feeds["attention_mask"], self._spec.pooling)[:, : self._spec.dim]
-            out[start : start + len(pooled)] = l2_normalize(pooled) if self._normalize else pooled
+            out[rows] = l2_normalize(pooled) if self._normalize else pooled
         return out

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from densa.chunk.chunker import ChunkConfig
-from densa.encode.config import EncoderConfig, EncoderSpec
+from densa.encode.config import Backend, EncoderConfig, EncoderSpec
 from densa.encode.encoder import Encoder, make_encoder
 from densa.encode.model_files import fingerprint, resolve_model_path
 from densa.errors import DensaError, IndexMismatchError, InputError
@@ -223,6 +223,7 @@ class Index:
         model: str | None = None,
         device: str | None = None,
         batch_size: int = 32,
+        backend: Backend | None = None,
     ) -> Index:
         """Open an index folder for search.
 
@@ -235,13 +236,17 @@ class Index:
             the same model, e.g. moved); a different model raises :class:`IndexMismatchError`.
         device, batch_size
             Options for the encoder loaded from the manifest.
+        backend
+            Encode queries on this backend instead of the one the index was built with
+            (e.g. ``openvino`` for lower latency); the vectors it makes are checked to be
+            the same model's, not compared value by value.
         """
         path = Path(path)
         manifest = Manifest.read(path)
         spec = manifest.encoder
         if encoder is not None:
             _check_same_encoder(path, spec, encoder.spec)
-        options: dict[str, Any] = {"device": device, "batch_size": batch_size}
+        options: dict[str, Any] = {"device": device, "batch_size": batch_size, "backend": backend}
         if model is not None:
             got = fingerprint(resolve_model_path(model))
             if got != spec.fingerprint:
@@ -267,6 +272,8 @@ class Index:
             )
             if "model" in self._encoder_options:
                 config = replace(config, model=self._encoder_options["model"])
+            if self._encoder_options.get("backend") is not None:
+                config = replace(config, backend=self._encoder_options["backend"])
             encoder = make_encoder(config)
             _check_same_encoder(self.path, spec, encoder.spec)
             self._encoder = encoder

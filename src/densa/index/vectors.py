@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -168,6 +168,20 @@ class VectorIndex:
         if self._raw is not None and self._raw_ids is not None:
             np.save(path.parent / _RAW, np.ascontiguousarray(self._raw), allow_pickle=False)
             np.save(path.parent / _RAW_IDS, self._raw_ids, allow_pickle=False)
+
+    def set_search_params(
+        self, *, ef_search: int | None = None, nprobe: int | None = None, rescore: int | None = None
+    ) -> None:
+        """Change search-time parameters in place (HNSW ``efSearch``, IVF ``nprobe``, the
+        rescoring depth of binary / IVF-PQ): the recall / latency trade-off, without a rebuild."""
+        config = self.config
+        self.config = replace(
+            config,
+            ef_search=config.ef_search if ef_search is None else ef_search,
+            nprobe=config.nprobe if nprobe is None else nprobe,
+            rescore=config.rescore if rescore is None else rescore,
+        )
+        self._apply_search_params()
 
     def _apply_search_params(self) -> None:
         faiss = _faiss()

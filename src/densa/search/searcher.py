@@ -18,6 +18,7 @@ from typing import Literal, get_args
 
 from densa.errors import ConfigError
 from densa.fuse.fusion import FusionConfig, fuse
+from densa.fuse.weighted import weighted_fusion
 from densa.index.index import Index
 from densa.index.store import Filter
 from densa.rerank.reranker import Reranker
@@ -47,6 +48,10 @@ class SearchConfig:
         Passages summed by ``aggregate="sum"``.
     rerank_depth
         Candidates the reranker rescores (when one is given).
+    rerank_weight
+        1 ranks the reranked candidates by the cross-encoder alone; below 1, by
+        ``w * z(cross-encoder) + (1 - w) * z(first stage)`` (z-scores over the candidates),
+        which keeps what the first stage knows when the reranker is weak or out of domain.
     """
 
     mode: Mode = "dense"
@@ -55,6 +60,7 @@ class SearchConfig:
     aggregate: Literal["max", "sum"] = "max"
     top_passages: int = 3
     rerank_depth: int = 100
+    rerank_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.mode not in get_args(Mode):
@@ -63,6 +69,8 @@ class SearchConfig:
             raise ConfigError(f"aggregate must be 'max' or 'sum', got {self.aggregate!r}")
         if min(self.depth, self.top_passages, self.rerank_depth) < 1:
             raise ConfigError("depth, top_passages and rerank_depth must be positive")
+        if not 0 <= self.rerank_weight <= 1:
+            raise ConfigError(f"rerank_weight must be in [0, 1], got {self.rerank_weight}")
 
 
 @dataclass
@@ -175,7 +183,12 @@ class Searcher:
             for d in top
         ]
         new_scores = iter(self.reranker.score(pairs))
-        return [
-            _Scored({d: next(new_scores) for d in top}, s.rids, s.best_passage)
-            for s, top in zip(scored, tops, strict=True)
-        ]
+        weight = self.config.rerank_weight
+        reranked = []
+        for s, top in zip(scored, tops, strict=True):
+            scores = {d: next(new_scores) for d in top}
+            if weight < 1:
+                first = {d: s.scores[d] for d in top}
+                scores = weighted_fusion([scores, first], [weight, 1 - weight], "zscore")
+            reranked.append(_Scored(scores, s.rids, s.best_passage))
+        return reranked

@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
+from densa.encode.config import Backend
 from densa.errors import ConfigError
 
 __all__ = ["ServeConfig", "is_loopback"]
@@ -43,10 +44,14 @@ class ServeConfig:
         Refuse every write.
     reranker
         Cross-encoder folder for requests with ``"rerank": true``.
+    rerank_weight
+        Cross-encoder share of the reranked score (see :class:`densa.search.SearchConfig`).
     max_query_chars, max_queries, max_body_bytes
         Request limits (answered with JSON 4xx errors).
     device
         Encoder device.
+    backend
+        Query encoding backend (default: the one the index was built with).
     """
 
     index: Path
@@ -55,14 +60,18 @@ class ServeConfig:
     api_key: str | None = None
     read_only: bool = False
     reranker: Path | None = None
+    rerank_weight: float = 1.0
     max_query_chars: int = 2000
     max_queries: int = 64
     max_body_bytes: int = 8 * 1024 * 1024
     device: str | None = None
+    backend: Backend | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise ConfigError("port must be in 1..65535")
+        if not 0 <= self.rerank_weight <= 1:
+            raise ConfigError("rerank_weight must be in [0, 1]")
         if self.max_query_chars < 1 or self.max_queries < 1 or self.max_body_bytes < 1024:
             raise ConfigError("request limits must be positive (body at least 1 KiB)")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -65,7 +66,10 @@ class IndexService:
     def __init__(self, config: ServeConfig, encoder: Encoder | None = None) -> None:
         if encoder is None:  # the one the index was built with (Index.open checks it matches)
             spec = Manifest.read(config.index).encoder
-            encoder = make_encoder(spec.to_config(device=config.device))
+            encoder = make_encoder(
+                replace(spec.to_config(device=config.device), backend=config.backend or spec.backend)
+            )
+        self.config = config
         self.encoder = LockedEncoder(encoder)
         self._index = Index.open(config.index, encoder=self.encoder)
         self._write_lock = threading.Lock()
@@ -85,7 +89,8 @@ class IndexService:
         self, texts: Sequence[str], k: int, mode: Mode, filter: Filter | None, rerank: bool
     ) -> list[list[Hit]]:
         snapshot = self._index
-        searcher = Searcher(snapshot, SearchConfig(mode=mode), reranker=self.reranker if rerank else None)
+        config = SearchConfig(mode=mode, rerank_weight=self.config.rerank_weight)
+        searcher = Searcher(snapshot, config, reranker=self.reranker if rerank else None)
         hits = searcher.hits(texts, k, filter=filter)
         self.searches += len(texts)
         return hits

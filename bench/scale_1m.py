@@ -1,0 +1,375 @@
+"""A 1M-passage index: build time, memory, disk, recall@10 vs exact and latency per index kind.
+
+Vectors (documented mixing of real ones, since 1M real passages cannot be encoded here):
+
+1. **Real base**: the 11,581 documents of SciFact, Cranfield and the MS MARCO subset,
+   encoded with the bundled MiniLM (fp32, 256-token limit; the benches' cached indexes):
+   ``n_base`` real vectors. (Encoding ~50k real passages would take most of an hour on
+   this 2-core machine.)
+2. **Growth to N**: passage ``i < n_base`` is real passage ``i``; passage ``i >= n_base`` is
+   ``normalise((1 - a) x_b + a x_j + s g)`` with ``b = i mod n_base``, ``j`` uniform,
+   ``a ~ U(0, 0.5)`` and ``g ~ N(0, I / d)`` (so ``|g| ~ 1``), ``s = 0.5``. Its text is
+   passage ``b``'s (the first 400 characters of the document). Mixing keeps vectors near
+   the real manifold; the isotropic noise makes ANN search harder than on real data.
+3. **Queries**: the real queries of the three collections, encoded by the same model.
+
+Per kind: the vector index is built from the same matrix (time, RSS growth, bytes of its
+codes, bytes on disk), recall@10 against exact inner-product search, single-query latency
+of the vector search alone and end to end through ``Searcher.hits`` on a 1M-document densa
+index (encode the query + search + fetch the 10 documents from SQLite), with the query
+encoded by torch fp32 and by OpenVINO. Then search-time
+parameters are swept (efSearch, nprobe, rescore depth) for a recall-vs-latency plot.
+
+Run::
+
+    .venv/bin/python bench/scale_1m.py --data ../shared/data [--n 1000000]
+
+Writes ``bench/results/scale_1m.{json,md,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from common import (
+    DEFAULT_DATA,
+    RESULTS,
+    WORK,
+    PrecomputedEncoder,
+    cached_index,
+    latency_ms,
+    markdown_table,
+    write_results,
+)
+from densa.corpus import BeirDataset
+from densa.encode import EncoderConfig, SentenceTransformerEncoder, make_encoder
+from densa.index import Index, VectorIndex, VectorIndexConfig
+from densa.index.generation import dir_bytes
+from densa.search import SearchConfig, Searcher
+from densa.types import Document
+
+DATASETS = ("scifact", "cranfield", "msmarco-dl19-subset")
+KINDS = {
+    "flat": VectorIndexConfig(kind="flat"),
+    "hnsw": VectorIndexConfig(kind="hnsw", hnsw_m=32, ef_construction=80, ef_search=64),
+    "hnsw-sq8": VectorIndexConfig(kind="hnsw-sq8", hnsw_m=32, ef_construction=80, ef_search=64),
+    "ivf-flat": VectorIndexConfig(kind="ivf-flat", nlist=4096, nprobe=32),
+    "ivf-sq8": VectorIndexConfig(kind="ivf-sq8", nlist=4096, nprobe=32),
+    "ivf-pq": VectorIndexConfig(kind="ivf-pq", nlist=4096, nprobe=32, pq_m=48, rescore=10),
+    "binary": VectorIndexConfig(kind="binary", rescore=10),
+}
+SWEEPS: dict[str, tuple[str, list[int]]] = {
+    "hnsw": ("ef_search", [16, 32, 64, 128, 256]),
+    "hnsw-sq8": ("ef_search", [16, 32, 64, 128, 256]),
+    "ivf-flat": ("nprobe", [4, 8, 16, 32, 64, 128]),
+    "ivf-sq8": ("nprobe", [4, 8, 16, 32, 64, 128]),
+    "ivf-pq": ("nprobe", [4, 8, 16, 32, 64, 128]),
+    "binary": ("rescore", [2, 5, 10, 20, 50]),
+}
+MIX, NOISE, SEED = 0.5, 0.5, 0
+TEXT_CHARS = 400
+
+
+_RSS_PROBE = """
+import json, sys
+import numpy as np
+from densa.index import VectorIndex, VectorIndexConfig
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+folder, config, queries = sys.argv[1], json.loads(sys.argv[2]), np.load(sys.argv[3])
+before = rss()
+index = VectorIndex.load(__import__("pathlib").Path(folder) / "vectors.faiss", VectorIndexConfig(**config))
+index.search(queries, 10)
+print(rss() - before)
+"""
+
+
+def serving_rss(folder: Path, config: VectorIndexConfig, queries: npt.NDArray[np.float32]) -> int:
+    """RSS growth of a fresh process that loads the saved index and answers every query:
+    the RAM a server needs for it (the float store of the lossy kinds is memory-mapped,
+    so only the rows that rescoring or training touched count)."""
+    np.save(folder / "queries.npy", queries)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _RSS_PROBE,
+            str(folder),
+            json.dumps(config.to_dict()),
+            str(folder / "queries.npy"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def real_base(
+    data: Path, datasets: Sequence[str]
+) -> tuple[npt.NDArray[np.float32], list[str], SentenceTransformerEncoder]:
+    """Real passages and their fp32 MiniLM vectors: the documents of the datasets' bench
+    indexes (``bench/work/<dataset>``, 256-token limit), each text cut to its first
+    ``TEXT_CHARS`` characters (a passage-sized record to store and fetch)."""
+    encoder = SentenceTransformerEncoder()
+    vectors, texts = [], []
+    for name in datasets:
+        index = cached_index(data / name)
+        pids = index.vectors.ids()
+        vectors.append(index.vectors.reconstruct(pids))
+        texts += [index.passage_text(pid)[:TEXT_CHARS] for pid in pids]
+        index.close()
+    return np.concatenate(vectors), texts, encoder
+
+
+def grow(base: npt.NDArray[np.float32], n: int) -> npt.NDArray[np.float32]:
+    """The module docstring's mixing, in blocks (the output is n x d float32)."""
+    rng = np.random.default_rng(SEED)
+    n_base, dim = base.shape
+    out = np.empty((n, dim), np.float32)
+    out[:n_base] = base[: min(n, n_base)]
+    for start in range(n_base, n, 100_000):
+        stop = min(n, start + 100_000)
+        b = np.arange(start, stop) % n_base
+        j = rng.integers(n_base, size=stop - start)
+        a = rng.uniform(0, MIX, size=(stop - start, 1)).astype(np.float32)
+        noise = rng.normal(scale=1 / np.sqrt(dim), size=(stop - start, dim)).astype(np.float32)
+        v = (1 - a) * base[b] + a * base[j] + NOISE * noise
+        out[start:stop] = v / np.linalg.norm(v, axis=1, keepdims=True)
+    return out
+
+
+def documents(texts: list[str], n: int) -> Iterator[Document]:
+    """Passage ``i`` is document ``p{i}``; its text starts with ``[i]`` (see :func:`row_of`)."""
+    for i in range(n):
+        yield Document(f"p{i}", f"[{i}] {texts[i % len(texts)]}")
+
+
+def row_of(text: str) -> int:
+    return int(text[1 : text.index("]")])
+
+
+def shown_params(config: VectorIndexConfig) -> str:
+    """The parameters that matter for the kind, e.g. ``M=32 efC=80 efS=64``."""
+    c = config
+    return {
+        "flat": "",
+        "hnsw": f"M={c.hnsw_m} efC={c.ef_construction} efS={c.ef_search}",
+        "hnsw-sq8": f"M={c.hnsw_m} efC={c.ef_construction} efS={c.ef_search}",
+        "ivf-flat": f"nlist={c.nlist} nprobe={c.nprobe}",
+        "ivf-sq8": f"nlist={c.nlist} nprobe={c.nprobe}",
+        "ivf-pq": f"nlist={c.nlist} nprobe={c.nprobe} m={c.pq_m} rescore={c.rescore}k",
+        "binary": f"rescore={c.rescore}k",
+    }[c.kind]
+
+
+def recall_at_10(found: npt.NDArray[np.int64], truth: npt.NDArray[np.int64]) -> float:
+    return float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--latency-queries", type=int, default=500)
+    parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--datasets", default=",".join(DATASETS), help="corpora of the real base")
+    args = parser.parse_args()
+    command = "python bench/scale_1m.py " + " ".join(sys.argv[1:])
+
+    datasets = args.datasets.split(",")
+    base, texts, real = real_base(args.data, datasets)
+    queries = [q.text for name in datasets for q in BeirDataset(args.data / name).queries("test")]
+    if "scifact" in datasets:
+        queries += [q.text for q in BeirDataset(args.data / "scifact").queries("train")]
+    query_vectors = real.encode_queries(queries)
+    vectors = grow(base, args.n)
+    print(f"{len(base)} real passages grown to {len(vectors)}; {len(queries)} real queries", flush=True)
+
+    exact = VectorIndex.create(vectors.shape[1], VectorIndexConfig())
+    exact.add(vectors, list(range(len(vectors))))
+    _, truth = exact.search(query_vectors, 10)
+    del exact
+
+    folder = WORK / f"scale-{args.n}"
+    feeder = PrecomputedEncoder(real, vectors, row_of)
+    start = time.perf_counter()
+    index = Index.build(
+        documents(texts, args.n), folder, encoder=feeder, overwrite=True, resume=False, batch_size=8192
+    )
+    assert feeder.served == args.n == len(index)
+    store_seconds = time.perf_counter() - start
+    index = Index.open(folder, encoder=real)
+    searcher = Searcher(index, SearchConfig(mode="dense"))
+    # the same index with queries encoded by OpenVINO (bf16 where the CPU has it)
+    fast = Index.open(folder, encoder=make_encoder(EncoderConfig(backend="openvino")))
+    fast_searcher = Searcher(fast, SearchConfig(mode="dense"))
+    sample = list(range(0, len(queries), max(1, len(queries) // args.latency_queries)))[
+        : args.latency_queries
+    ]
+    flat_bytes = len(vectors) * vectors.shape[1] * 4
+    summary: dict[str, Any] = {
+        "n": args.n,
+        "n_real_base": len(base),
+        "queries_recall": len(queries),
+        "queries_latency": len(sample),
+        "index_build_seconds_with_flat_store_bm25": store_seconds,
+        "documents_bytes_on_disk": dir_bytes(folder),
+        "growth": {"mix": MIX, "noise": NOISE, "seed": SEED},
+    }
+    kinds: dict[str, Any] = {}
+    sweeps: dict[str, list[dict[str, float]]] = {}
+
+    def save() -> None:
+        rows = [
+            [
+                kind,
+                r["params"],
+                r["build_s"],
+                r["codes_mb"],
+                r["serving_rss_mb"],
+                r["disk_mb"],
+                r["recall@10"],
+                r["search_p50_ms"],
+                r["search_p99_ms"],
+                r["e2e_p50_ms"],
+                r["e2e_p99_ms"],
+                r["e2e_openvino_p50_ms"],
+                r["e2e_openvino_p99_ms"],
+            ]
+            for kind, r in kinds.items()
+        ]
+        table = markdown_table(
+            [
+                "kind",
+                "search params",
+                "build s",
+                "codes MB",
+                "serving RSS MB",
+                "disk MB",
+                "recall@10",
+                "search p50 ms",
+                "search p99 ms",
+                "e2e p50 ms",
+                "e2e p99 ms",
+                "e2e p50 ms, OpenVINO query",
+                "e2e p99 ms, OpenVINO query",
+            ],
+            rows,
+        )
+        sweep_rows = [
+            [k, p["param"], p["value"], p["recall@10"], p["search_p50_ms"]]
+            for k, ps in sweeps.items()
+            for p in ps
+        ]
+        table += "\n\nRecall vs latency (search only):\n\n" + markdown_table(
+            ["kind", "param", "value", "recall@10", "search p50 ms"], sweep_rows
+        )
+        write_results("scale_1m", {"summary": summary, "kinds": kinds, "sweeps": sweeps}, table, command)
+        plot(sweeps, kinds)
+
+    index.vectors = fast.vectors = None  # type: ignore[assignment]  # each kind below takes its place
+    for kind in args.kinds.split(","):
+        config = KINDS[kind]
+        start = time.perf_counter()
+        built = VectorIndex.create(vectors.shape[1], config)
+        built.add(vectors, list(range(len(vectors))))
+        disk_dir = WORK / f"scale-kind-{kind}"
+        shutil.rmtree(disk_dir, ignore_errors=True)
+        disk_dir.mkdir(parents=True)
+        built.save(disk_dir / "vectors.faiss")  # trained kinds train and fill here
+        build = time.perf_counter() - start
+        disk = dir_bytes(disk_dir)
+        del built
+        gc.collect()
+        grown = serving_rss(disk_dir, config, query_vectors)
+        vi = VectorIndex.load(disk_dir / "vectors.faiss", config)
+        _, found = vi.search(query_vectors, 10)
+        ids = [str(i) for i in sample]
+        search = latency_ms(lambda q, vi=vi: vi.search(query_vectors[int(q)][None, :], 10), ids)
+        index.vectors = vi  # the same 1M-document index, searched through this kind
+        e2e = latency_ms(lambda q: searcher.hits([q], 10), [queries[i] for i in sample])
+        fast.vectors = vi
+        e2e_fast = latency_ms(lambda q: fast_searcher.hits([q], 10), [queries[i] for i in sample])
+        kinds[kind] = {
+            "params": shown_params(config),
+            "build_s": build,
+            "codes_mb": vi.memory_bytes() / 2**20,
+            "codes_fraction_of_float": vi.memory_bytes() / flat_bytes,
+            "serving_rss_mb": grown / 2**20,
+            "disk_mb": disk / 2**20,
+            "recall@10": recall_at_10(found, truth),
+            "search_p50_ms": search["p50_ms"],
+            "search_p99_ms": search["p99_ms"],
+            "e2e_p50_ms": e2e["p50_ms"],
+            "e2e_p99_ms": e2e["p99_ms"],
+            "e2e_openvino_p50_ms": e2e_fast["p50_ms"],
+            "e2e_openvino_p99_ms": e2e_fast["p99_ms"],
+        }
+        print(kind, kinds[kind], flush=True)
+        if kind in SWEEPS:
+            param, values = SWEEPS[kind]
+            sweeps[kind] = []
+            for value in values:
+                vi.set_search_params(**{param: value})
+                _, found = vi.search(query_vectors, 10)
+                lat = latency_ms(lambda q, vi=vi: vi.search(query_vectors[int(q)][None, :], 10), ids[:200])
+                sweeps[kind].append(
+                    {
+                        "param": param,
+                        "value": value,
+                        "recall@10": recall_at_10(found, truth),
+                        "search_p50_ms": lat["p50_ms"],
+                    }
+                )
+        save()
+        index.vectors = fast.vectors = None  # type: ignore[assignment]
+        vi = None  # type: ignore[assignment]  # freed before the next kind is measured
+        shutil.rmtree(disk_dir)
+    print((RESULTS / "scale_1m.md").read_text())
+
+
+def plot(sweeps: dict[str, list[dict[str, float]]], kinds: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for kind, points in sweeps.items():
+        ax.plot(
+            [p["search_p50_ms"] for p in points], [p["recall@10"] for p in points], marker="o", label=kind
+        )
+    if "flat" in kinds:
+        ax.scatter(
+            [kinds["flat"]["search_p50_ms"]], [1.0], marker="*", s=120, color="black", label="flat (exact)"
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("single-query search latency p50 (ms, log scale)")
+    ax.set_ylabel("recall@10 vs exact")
+    ax.axhline(0.95, color="grey", linestyle=":", linewidth=1)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("1M passages, 384-d MiniLM vectors, 2 CPU cores")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "scale_1m.png", dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
