@@ -94,17 +94,18 @@ def _tuples(examples: Sequence[TrainingExample], negatives: int, seed: int) -> d
     }
     for example in examples:
         own = [n.full_text for n in example.hard_negatives[:negatives]]
+        missing = negatives - len(own)
+        candidates: list[str] = []
+        if missing:  # the question's own texts are never its top-up negatives
+            taken = {*own, *(p.full_text for p in example.positives)}
+            candidates = [text for text in pool if text not in taken]
+            if len(candidates) < missing:
+                raise ConfigError(
+                    f"{negatives} negatives per question, but the data holds too few hard "
+                    "negatives to top up questions that lack them; lower negatives_per_question"
+                )
         for positive in example.positives:
-            extra: list[str] = []
-            if len(own) < negatives:
-                taken = {*own, *(p.full_text for p in example.positives)}
-                candidates = [text for text in pool if text not in taken]
-                if len(candidates) < negatives - len(own):
-                    raise ConfigError(
-                        f"{negatives} negatives per question, but the data holds too few hard "
-                        "negatives to top up questions that lack them; lower negatives_per_question"
-                    )
-                extra = rng.sample(candidates, negatives - len(own))
+            extra = rng.sample(candidates, missing) if missing else []
             columns["query"].append(example.question)
             columns["positive"].append(positive.full_text)
             for i, text in enumerate(own + extra):
