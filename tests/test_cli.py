@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -145,4 +146,20 @@ def test_index_on_a_local_dask_cluster(tmp_path: Path) -> None:
     out = _ok(["index", str(TINY / "corpus.jsonl"), "-o", str(tmp_path / "idx"), "--dask", "local:2"])
     assert "indexed 10 documents" in out
     hits = json.loads(_ok(["search", str(tmp_path / "idx"), "heart attack", "--json", "-k", "1"]))
+    assert hits[0]["id"] == "d3"
+
+
+@pytest.mark.slow
+def test_index_on_openvino_int8_calibrates_on_the_corpus(tmp_path: Path, minilm_path: Path) -> None:
+    model = tmp_path / "minilm"
+    shutil.copytree(
+        minilm_path, model, ignore=shutil.ignore_patterns("onnx")
+    )  # a writable copy, not yet calibrated
+    index = tmp_path / "idx"
+    args = ["index", str(TINY / "corpus.jsonl"), "-o", str(index), "--model", str(model)]
+    out = _ok([*args, "--backend", "openvino-int8"])
+    assert "backend openvino-int8: mean cosine with fp32 torch on 10 passages = 0.9" in out
+    (record,) = (model / "onnx").glob("*-ov-int8.json")
+    assert json.loads(record.read_text())["calibration_texts"] == 10  # the corpus's 10 documents
+    hits = json.loads(_ok(["search", str(index), "heart attack", "--json", "-k", "1"]))
     assert hits[0]["id"] == "d3"

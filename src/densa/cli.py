@@ -63,7 +63,7 @@ QueryBackendOpt = Annotated[
     str | None,
     typer.Option(
         "--backend",
-        help="Encode queries with torch | torch-bf16 | onnx | onnx-int8 | openvino "
+        help="Encode queries with torch | torch-bf16 | onnx | onnx-int8 | openvino | openvino-int8 "
         "(default: the index's backend).",
     ),
 ]
@@ -155,7 +155,9 @@ def index(
     dask: Annotated[
         str | None, typer.Option(help="Encode on Dask: a scheduler address, or local:N workers.")
     ] = None,
-    backend: Annotated[str, typer.Option(help="torch | torch-bf16 | onnx | onnx-int8 | openvino.")] = "torch",
+    backend: Annotated[
+        str, typer.Option(help="torch | torch-bf16 | onnx | onnx-int8 | openvino | openvino-int8.")
+    ] = "torch",
 ) -> None:
     """Encode CORPUS and write an index folder (vectors, BM25, documents).
 
@@ -164,7 +166,13 @@ def index(
     """
     from densa.chunk import ChunkConfig
     from densa.corpus import SkipReport, peek, read_corpus
-    from densa.encode import DEFAULT_MODEL, EncoderConfig, backend_agreement, make_encoder
+    from densa.encode import (
+        CALIBRATION_TEXTS,
+        DEFAULT_MODEL,
+        EncoderConfig,
+        backend_agreement,
+        make_encoder,
+    )
     from densa.index import BM25Config, Index, VectorIndexConfig
 
     config = EncoderConfig(
@@ -183,12 +191,13 @@ def index(
     chunking = ChunkConfig(chunk_tokens, chunk_overlap) if chunk_tokens else None
     report = SkipReport()
     docs = read_corpus(corpus, format=corpus_format, skip_bad=skip_bad, report=report)  # type: ignore[arg-type]
-    encoder = make_encoder(config)
+    sample, docs = peek(docs, CALIBRATION_TEXTS)  # calibrates openvino-int8 the first time
+    encoder = make_encoder(config, calibration=[d.full_text for d in sample])
     if backend != "torch":
-        sample, docs = peek(docs, 64)
-        agreement = backend_agreement(encoder, config, [d.full_text for d in sample])
+        check = [d.full_text for d in sample[:64]]
+        agreement = backend_agreement(encoder, config, check)
         typer.echo(
-            f"backend {backend}: mean cosine with fp32 torch on {len(sample)} passages = {agreement:.5f}"
+            f"backend {backend}: mean cosine with fp32 torch on {len(check)} passages = {agreement:.5f}"
         )
     with ExitStack() as stack:
         runner = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from densa.encode import (
     make_encoder,
 )
 from densa.encode.onnx import OnnxEncoder, pool
-from densa.errors import ConfigError
+from densa.errors import ConfigError, DensaError
 from densa.index import Index
 from densa.types import Document
 
@@ -41,11 +42,17 @@ def test_numpy_pooling_matches_the_torch_module() -> None:
 @pytest.mark.slow
 def test_onnx_export_matches_torch_and_is_cached(tmp_path: Path, minilm_path: Path) -> None:
     model = tmp_path / "minilm"
-    shutil.copytree(minilm_path, model)  # a writable copy: the export is cached beside it
+    shutil.copytree(
+        minilm_path, model, ignore=shutil.ignore_patterns("onnx")
+    )  # a writable copy: the export is cached beside it
     config = EncoderConfig(model=str(model), device="cpu")
     torch_vectors = SentenceTransformerEncoder(config).encode_documents(TEXTS)
     onnx = make_encoder(EncoderConfig(model=str(model), device="cpu", backend="onnx"))
     assert isinstance(onnx, OnnxEncoder) and onnx.path.parent == model / "onnx"
+    import onnx as onnx_lib
+
+    fused = {node.op_type for node in onnx_lib.load(str(onnx.path)).graph.node}
+    assert {"Attention", "SkipLayerNormalization"} <= fused  # ONNX Runtime's optimizer ran
     np.testing.assert_allclose(onnx.encode_documents(TEXTS), torch_vectors, atol=1e-4)
     int8 = make_encoder(EncoderConfig(model=str(model), device="cpu", backend="onnx-int8"))
     cosines = (int8.encode_documents(TEXTS) * torch_vectors).sum(axis=1)
@@ -72,3 +79,27 @@ def test_bf16_autocast_stays_close_to_fp32(minilm: SentenceTransformerEncoder) -
     assert cosines.min() > 0.99
     with pytest.raises(ConfigError):
         EncoderConfig(backend="tensorrt")  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_openvino_int8_is_calibrated_once_from_the_index_it_serves(tmp_path: Path, minilm_path: Path) -> None:
+    model = tmp_path / "minilm"
+    shutil.copytree(minilm_path, model, ignore=shutil.ignore_patterns("onnx"))
+    int8 = EncoderConfig(model=str(model), device="cpu", backend="openvino-int8")
+    with pytest.raises(DensaError, match="calibrated once"):
+        make_encoder(int8)  # nothing cached and nothing to calibrate with
+    docs = [Document("a", TEXTS[0]), Document("b", TEXTS[1]), Document("c", "Sharks rarely attack people.")]
+    Index.build(docs, tmp_path / "idx", encoder=EncoderConfig(model=str(model), device="cpu"))
+    index = Index.open(tmp_path / "idx", backend="openvino-int8")  # calibrates on the stored documents
+    assert index.search(["heart attack"], 1)[0][0].doc_id == "a"
+    encoder = index.encoder
+    assert isinstance(encoder, OnnxEncoder) and encoder.path.name.endswith("-ov-int8.xml")
+    record = json.loads(encoder.path.with_suffix(".json").read_text())
+    assert record["calibration_texts"] == len(docs)
+    torch_vectors = SentenceTransformerEncoder(
+        EncoderConfig(model=str(model), device="cpu")
+    ).encode_documents(TEXTS)
+    again = make_encoder(int8)  # from the cache now, no calibration needed
+    cosines = (again.encode_documents(TEXTS) * torch_vectors).sum(axis=1)
+    assert cosines[:2].min() > 0.98  # calibrated on these; "short" is outside the 3-text calibration
+    assert json.loads(encoder.path.with_suffix(".json").read_text()) == record

@@ -34,7 +34,8 @@ def data() -> tuple[np.ndarray, np.ndarray, list[int]]:
     centers = rng.normal(size=(30, DIM))
     vectors = _unit(centers[rng.integers(30, size=N)] + 0.4 * rng.normal(size=(N, DIM)))
     queries = _unit(centers[rng.integers(30, size=50)] + 0.4 * rng.normal(size=(50, DIM)))
-    return vectors, queries, list(range(1000, 1000 + N))
+    ids = (1000 + 7 * rng.permutation(N)).tolist()  # unique, in no order: rows are looked up by id
+    return vectors, queries, ids
 
 
 def _exact(vectors: np.ndarray, ids: list[int], queries: np.ndarray, k: int) -> np.ndarray:
@@ -63,6 +64,7 @@ def test_recall_save_load_and_remove(
     loaded = VectorIndex.load(tmp_path / "vectors.faiss", config)
     np.testing.assert_array_equal(loaded.search(queries, 10)[1], found)
     np.testing.assert_allclose(loaded.reconstruct(ids[:3]), vectors[:3], atol=1e-6)
+    np.testing.assert_allclose(loaded.reconstruct([ids[2999], ids[7]]), vectors[[2999, 7]], atol=1e-6)
     gone = ids[:500]
     loaded.remove(gone)
     assert len(loaded) == N - 500

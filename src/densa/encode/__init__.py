@@ -1,6 +1,15 @@
 """Encoder stage: turn queries and passages into vectors."""
 
-from densa.encode.config import DEFAULT_MODEL, Backend, EncoderConfig, EncoderSpec, Pooling, Similarity
+from densa.encode.config import (
+    CALIBRATION_TEXTS,
+    DEFAULT_MODEL,
+    Backend,
+    Calibration,
+    EncoderConfig,
+    EncoderSpec,
+    Pooling,
+    Similarity,
+)
 from densa.encode.encoder import (
     Encoder,
     SentenceTransformerEncoder,
@@ -12,8 +21,10 @@ from densa.encode.encoder import (
 from densa.encode.model_files import fingerprint, resolve_model_path
 
 __all__ = [
+    "CALIBRATION_TEXTS",
     "DEFAULT_MODEL",
     "Backend",
+    "Calibration",
     "Encoder",
     "EncoderConfig",
     "EncoderSpec",

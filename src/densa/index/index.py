@@ -15,6 +15,7 @@ import shutil
 import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, replace
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from densa.chunk.chunker import ChunkConfig
-from densa.encode.config import Backend, EncoderConfig, EncoderSpec
+from densa.encode.config import CALIBRATION_TEXTS, Backend, EncoderConfig, EncoderSpec
 from densa.encode.encoder import Encoder, make_encoder
 from densa.encode.model_files import fingerprint, resolve_model_path
 from densa.errors import DensaError, IndexMismatchError, InputError
@@ -274,10 +275,15 @@ class Index:
                 config = replace(config, model=self._encoder_options["model"])
             if self._encoder_options.get("backend") is not None:
                 config = replace(config, backend=self._encoder_options["backend"])
-            encoder = make_encoder(config)
+            encoder = make_encoder(config, calibration=self.calibration_texts)
             _check_same_encoder(self.path, spec, encoder.spec)
             self._encoder = encoder
         return self._encoder
+
+    def calibration_texts(self) -> list[str]:
+        """The first stored documents' texts: what calibrates ``openvino-int8`` for queries on
+        an index built with another backend."""
+        return [doc.full_text for _, doc in islice(self.store.iter_documents(), CALIBRATION_TEXTS)]
 
     def close(self) -> None:
         self.store.close()

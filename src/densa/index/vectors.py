@@ -109,7 +109,8 @@ class VectorIndex:
         self._index = index  # None for an IVF kind that is not trained yet
         self._raw = raw
         self._raw_ids = raw_ids
-        self._position: dict[int, int] | None = None  # id -> row of the float store, built on use
+        # ids sorted, and the row each sorted id sits at (float store, or id map): built on use
+        self._lookup: tuple[Ids, Ids] | None = None
         self._apply_search_params()
 
     # ------------------------------------------------------------ lifecycle
@@ -226,8 +227,7 @@ class VectorIndex:
         if self._raw is not None and self._raw_ids is not None:
             self._raw = np.concatenate([self._raw, vectors])
             self._raw_ids = np.concatenate([self._raw_ids, id_array])
-            self._position = None
-        self._position = None
+        self._lookup = None
         if self._index is None:
             return  # not trained yet: kept in the float store until save / search
         if self.config.kind == "binary":
@@ -240,13 +240,12 @@ class VectorIndex:
         if not ids:
             return
         drop = np.asarray(ids, dtype=np.int64)
-        self._position = None
+        self._lookup = None
         if self.config.kind in _REMOVABLE and self._index is not None:
             self._index.remove_ids(drop)
             if self._raw is not None and self._raw_ids is not None:
                 keep = ~np.isin(self._raw_ids, drop)
                 self._raw, self._raw_ids = np.asarray(self._raw)[keep], self._raw_ids[keep]
-                self._position = None
             return
         dropped = set(ids)
         kept = [i for i in self.ids() if i not in dropped]
@@ -254,7 +253,7 @@ class VectorIndex:
         rebuilt = VectorIndex.create(self.dim, self.config)
         rebuilt.add(vectors, kept)
         self._index, self._raw, self._raw_ids = rebuilt._index, rebuilt._raw, rebuilt._raw_ids
-        self._position = None
+        self._lookup = None
         self._apply_search_params()
 
     def ids(self) -> list[int]:
@@ -267,15 +266,25 @@ class VectorIndex:
         if not ids:
             return np.zeros((0, self.dim), dtype=np.float32)
         if self._raw is not None:
-            position = self._positions()
-            return np.asarray(self._raw[[position[int(i)] for i in ids]], dtype=np.float32)
+            rows = self._rows(np.asarray(ids, dtype=np.int64))
+            if (rows < 0).any():
+                raise KeyError(f"no vector stored under id {ids[int(np.argmax(rows < 0))]}")
+            return np.asarray(self._raw[rows], dtype=np.float32)
         return np.stack([self._index.reconstruct(int(i)) for i in ids]).astype(np.float32)
 
-    def _positions(self) -> dict[int, int]:
-        """``id -> row`` of the float store (or of the id map, for the exact kinds)."""
-        if self._position is None:
-            self._position = {i: p for p, i in enumerate(self.ids())}
-        return self._position
+    def _rows(self, ids: Ids) -> Ids:
+        """The row of each id in the float store (or in the id map, for the exact kinds); -1
+        for ids not stored. A binary search over the sorted ids (8 + 8 bytes per vector, not a
+        Python dict)."""
+        if self._lookup is None:
+            stored = self._raw_ids if self._raw_ids is not None else np.asarray(self.ids(), dtype=np.int64)
+            order = np.argsort(stored, kind="stable")
+            self._lookup = (stored[order], order)
+        ordered, order = self._lookup
+        if not len(ordered):
+            return np.full(len(ids), -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(ordered, ids), len(ordered) - 1)
+        return np.where(ordered[at] == ids, order[at], -1).astype(np.int64)
 
     def memory_bytes(self) -> int:
         """Bytes the search structure holds per the kind's codes (without the float store)."""
@@ -327,8 +336,8 @@ class VectorIndex:
     def _exact_subset(self, queries: Vectors, k: int, allowed: list[int]) -> tuple[Vectors, Ids]:
         """Exact inner products against the float vectors of the allowed ids (a graph or an
         inverted-list probe under a selective filter can miss allowed ids)."""
-        position = self._positions()
-        present = [int(i) for i in allowed if int(i) in position]
+        wanted = np.asarray(allowed, dtype=np.int64)
+        present = wanted[self._rows(wanted) >= 0].tolist()
         if not present:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         return _top_k(

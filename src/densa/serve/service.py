@@ -12,7 +12,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import replace
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,6 +63,13 @@ class LockedEncoder:
             return self._inner.count_truncated(texts)
 
 
+def _stored_texts(path: Path) -> list[str]:
+    """Calibration passages for ``openvino-int8`` queries, read only when that backend has not
+    been calibrated for the model yet."""
+    with closing(Index.open(path)) as index:
+        return index.calibration_texts()
+
+
 class IndexService:
     """Thread-safe access to one index folder for the HTTP API."""
 
@@ -67,7 +77,8 @@ class IndexService:
         if encoder is None:  # the one the index was built with (Index.open checks it matches)
             spec = Manifest.read(config.index).encoder
             encoder = make_encoder(
-                replace(spec.to_config(device=config.device), backend=config.backend or spec.backend)
+                replace(spec.to_config(device=config.device), backend=config.backend or spec.backend),
+                calibration=partial(_stored_texts, config.index),
             )
         self.config = config
         self.encoder = LockedEncoder(encoder)
