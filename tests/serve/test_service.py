@@ -1,0 +1,28 @@
+"""The service behind the HTTP API, with the real model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from densa.corpus import read_corpus
+from densa.encode import EncoderConfig
+from densa.index import Index
+from densa.serve import ServeConfig
+from densa.serve.service import IndexService
+from tests.helpers import TINY
+
+
+@pytest.mark.slow
+def test_openvino_int8_queries_are_calibrated_on_the_served_index(tmp_path: Path, minilm_path: Path) -> None:
+    model = tmp_path / "minilm"
+    shutil.copytree(minilm_path, model, ignore=shutil.ignore_patterns("onnx"))  # not calibrated yet
+    Index.build(read_corpus(TINY / "corpus.jsonl"), tmp_path / "idx", encoder=EncoderConfig(model=str(model)))
+    service = IndexService(ServeConfig(index=tmp_path / "idx", backend="openvino-int8"))
+    (record,) = (model / "onnx").glob("*-ov-int8.json")
+    assert json.loads(record.read_text())["calibration_texts"] == 10  # the index's 10 documents
+    assert service.index.encoder.spec.backend == "openvino-int8"
+    assert service.search(["heart attack"], 1, "dense", None, rerank=False)[0][0].doc_id == "d3"
