@@ -137,7 +137,7 @@ def index(
         str, typer.Option(help="flat (exact) | hnsw | hnsw-sq8 | ivf-flat | ivf-sq8 | ivf-pq | binary.")
     ] = "flat",
     nlist: Annotated[int | None, typer.Option(help="IVF lists (default ~4 sqrt(n)).")] = None,
-    nprobe: Annotated[int, typer.Option(help="IVF lists probed per query.")] = 16,
+    nprobe: Annotated[int, typer.Option(help="IVF lists probed per query.")] = 32,
     pq_m: Annotated[int | None, typer.Option(help="PQ bytes per vector (default dim/8).")] = None,
     ef_search: Annotated[int, typer.Option(help="HNSW search beam width.")] = 128,
     chunk_tokens: Annotated[
