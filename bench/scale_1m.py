@@ -88,21 +88,23 @@ import numpy as np
 from densa.index import VectorIndex, VectorIndexConfig
 
 def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096
+    fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    return {k: int(fields[k].split()[0]) * 1024 for k in ("RssAnon", "RssFile")}
 
 folder, config, queries = sys.argv[1], json.loads(sys.argv[2]), np.load(sys.argv[3])
 before = rss()
 index = VectorIndex.load(__import__("pathlib").Path(folder) / "vectors.faiss", VectorIndexConfig(**config))
 index.search(queries, 10)
-print(rss() - before)
+after = rss()
+print(json.dumps({k: after[k] - before[k] for k in after}))
 """
 
 
-def serving_rss(folder: Path, config: VectorIndexConfig, queries: npt.NDArray[np.float32]) -> int:
+def serving_rss(folder: Path, config: VectorIndexConfig, queries: npt.NDArray[np.float32]) -> dict[str, int]:
     """RSS growth of a fresh process that loads the saved index and answers every query:
-    the RAM a server needs for it (the float store of the lossy kinds is memory-mapped,
-    so only the rows that rescoring or training touched count)."""
+    the RAM a server needs for it, split into anonymous memory (heap: codes, graphs, lists)
+    and file-backed pages (the memory-mapped float store of the lossy kinds, which the OS can
+    drop and read again; only the rows that rescoring touched count)."""
     np.save(folder / "queries.npy", queries)
     out = subprocess.run(
         [
@@ -117,7 +119,8 @@ def serving_rss(folder: Path, config: VectorIndexConfig, queries: npt.NDArray[np
         capture_output=True,
         text=True,
     )
-    return int(out.stdout.strip().splitlines()[-1])
+    grown: dict[str, int] = json.loads(out.stdout.strip().splitlines()[-1])
+    return grown
 
 
 def real_base(
@@ -243,6 +246,8 @@ def main() -> None:
                 r["build_s"],
                 r["codes_mb"],
                 r["serving_rss_mb"],
+                r["serving_anon_mb"],
+                r["serving_file_mb"],
                 r["disk_mb"],
                 r["recall@10"],
                 r["search_p50_ms"],
@@ -261,6 +266,8 @@ def main() -> None:
                 "build s",
                 "codes MB",
                 "serving RSS MB",
+                "of which anonymous MB",
+                "of which file-backed MB",
                 "disk MB",
                 "recall@10",
                 "search p50 ms",
@@ -311,7 +318,9 @@ def main() -> None:
             "build_s": build,
             "codes_mb": vi.memory_bytes() / 2**20,
             "codes_fraction_of_float": vi.memory_bytes() / flat_bytes,
-            "serving_rss_mb": grown / 2**20,
+            "serving_rss_mb": (grown["RssAnon"] + grown["RssFile"]) / 2**20,
+            "serving_anon_mb": grown["RssAnon"] / 2**20,
+            "serving_file_mb": grown["RssFile"] / 2**20,
             "disk_mb": disk / 2**20,
             "recall@10": recall_at_10(found, truth),
             "search_p50_ms": search["p50_ms"],
