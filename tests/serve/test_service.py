@@ -1,4 +1,4 @@
-"""The service behind the HTTP API, with the real model."""
+"""The service behind the HTTP API and its configuration."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from densa.corpus import read_corpus
 from densa.encode import EncoderConfig
+from densa.errors import ConfigError
 from densa.index import Index
 from densa.serve import ServeConfig
 from densa.serve.service import IndexService
@@ -26,3 +27,9 @@ def test_openvino_int8_queries_are_calibrated_on_the_served_index(tmp_path: Path
     assert json.loads(record.read_text())["calibration_texts"] == 10  # the index's 10 documents
     assert service.index.encoder.spec.backend == "openvino-int8"
     assert service.search(["heart attack"], 1, "dense", None, rerank=False)[0][0].doc_id == "d3"
+
+
+def test_serve_config_refuses_a_rerank_weight_outside_zero_to_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"rerank_weight must be in \[0, 1\]"):
+        ServeConfig(index=tmp_path, rerank_weight=1.5)
+    assert ServeConfig(index=tmp_path, rerank_weight=0.0).rerank_weight == 0.0

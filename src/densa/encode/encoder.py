@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, get_args, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -216,12 +216,13 @@ def make_encoder(config: EncoderConfig | None = None, *, calibration: Calibratio
     the first time a model is quantised; ignored by the other backends and once cached.
     """
     config = config or EncoderConfig()
-    if config.backend in ("onnx", "onnx-int8", "openvino", "openvino-int8"):
-        from densa.encode.onnx import OnnxEncoder
+    from densa.encode.onnx import OnnxEncoder, Runtime  # no optional library imported here
 
+    if config.backend in get_args(Runtime):
         torch_encoder = SentenceTransformerEncoder(config)
         model_dir = resolve_model_path(config.model)
-        return OnnxEncoder(torch_encoder, model_dir, runtime=config.backend, calibration=calibration)
+        runtime = cast(Runtime, config.backend)  # just checked
+        return OnnxEncoder(torch_encoder, model_dir, runtime=runtime, calibration=calibration)
     return SentenceTransformerEncoder(config)
 
 

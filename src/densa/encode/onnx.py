@@ -30,7 +30,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -298,7 +298,8 @@ def _export(torch: Any, module: Any, dummy: tuple[Any, ...], path: Path, names: 
 
 class OnnxEncoder:
     """Encodes with an exported graph what a :class:`SentenceTransformerEncoder` encodes with
-    torch, on ONNX Runtime (``onnx``, ``onnx-int8``) or OpenVINO (``openvino``).
+    torch, on ONNX Runtime (``onnx``, ``onnx-int8``) or OpenVINO (``openvino``,
+    ``openvino-int8``).
 
     Built from a loaded torch encoder (its tokenizer, pooling and spec are reused); only
     single-tower transformer + pooling models are supported. ``calibration`` (passages, or a
@@ -313,7 +314,7 @@ class OnnxEncoder:
         runtime: Runtime = "onnx",
         calibration: Calibration | None = None,
     ) -> None:
-        if runtime not in ("onnx", "onnx-int8", "openvino", "openvino-int8"):
+        if runtime not in get_args(Runtime):
             raise DensaError(f"unknown runtime {runtime!r}")
         modules = list(torch_encoder._doc_model)
         kinds = [type(m).__name__ for m in modules]

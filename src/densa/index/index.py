@@ -280,6 +280,12 @@ class Index:
             self._encoder = encoder
         return self._encoder
 
+    def use_encoder(self, encoder: Encoder) -> None:
+        """Encode queries with ``encoder`` from now on (e.g. the loaded one wrapped in a lock);
+        it must be the index's model, as for :meth:`open`."""
+        _check_same_encoder(self.path, self.manifest.encoder, encoder.spec)
+        self._encoder = encoder
+
     def calibration_texts(self) -> list[str]:
         """The first stored documents' texts: what calibrates ``openvino-int8`` for queries on
         an index built with another backend."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from densa.encode.config import Backend
 from densa.errors import ConfigError
+from densa.search.searcher import SearchConfig
 
 __all__ = ["ServeConfig", "is_loopback"]
 
@@ -70,8 +71,7 @@ class ServeConfig:
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise ConfigError("port must be in 1..65535")
-        if not 0 <= self.rerank_weight <= 1:
-            raise ConfigError("rerank_weight must be in [0, 1]")
+        SearchConfig(rerank_weight=self.rerank_weight)  # its bound is checked where it is defined
         if self.max_query_chars < 1 or self.max_queries < 1 or self.max_body_bytes < 1024:
             raise ConfigError("request limits must be positive (body at least 1 KiB)")
 

@@ -12,19 +12,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from contextlib import closing
-from dataclasses import replace
-from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from densa.encode.config import EncoderSpec
-from densa.encode.encoder import Encoder, make_encoder
+from densa.encode.encoder import Encoder
 from densa.index.index import Index
-from densa.index.manifest import Manifest
 from densa.index.store import Filter
 from densa.rerank.reranker import CrossEncoderReranker
 from densa.search.searcher import Mode, SearchConfig, Searcher
@@ -63,26 +58,16 @@ class LockedEncoder:
             return self._inner.count_truncated(texts)
 
 
-def _stored_texts(path: Path) -> list[str]:
-    """Calibration passages for ``openvino-int8`` queries, read only when that backend has not
-    been calibrated for the model yet."""
-    with closing(Index.open(path)) as index:
-        return index.calibration_texts()
-
-
 class IndexService:
     """Thread-safe access to one index folder for the HTTP API."""
 
     def __init__(self, config: ServeConfig, encoder: Encoder | None = None) -> None:
-        if encoder is None:  # the one the index was built with (Index.open checks it matches)
-            spec = Manifest.read(config.index).encoder
-            encoder = make_encoder(
-                replace(spec.to_config(device=config.device), backend=config.backend or spec.backend),
-                calibration=partial(_stored_texts, config.index),
-            )
+        # without an encoder, the index loads the one it was built with (on config.backend)
+        index = Index.open(config.index, encoder=encoder, device=config.device, backend=config.backend)
         self.config = config
-        self.encoder = LockedEncoder(encoder)
-        self._index = Index.open(config.index, encoder=self.encoder)
+        self.encoder = LockedEncoder(index.encoder)
+        index.use_encoder(self.encoder)
+        self._index = index
         self._write_lock = threading.Lock()
         self.reranker = (
             CrossEncoderReranker(config.reranker, device=config.device) if config.reranker else None
