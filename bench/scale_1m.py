@@ -56,7 +56,7 @@ from common import (
 from densa.corpus import BeirDataset
 from densa.encode import EncoderConfig, SentenceTransformerEncoder, make_encoder
 from densa.index import Index, VectorIndex, VectorIndexConfig
-from densa.index.generation import dir_bytes
+from densa.index.writer import dir_bytes
 from densa.search import SearchConfig, Searcher
 from densa.types import Document
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +100,20 @@ def build_tiny_bert(
         if (minilm / name).is_file():
             shutil.copy(minilm / name, path / name)
     return path
+
+
+def search(
+    index: Any,
+    queries: Sequence[str] | str,
+    k: int = 10,
+    *,
+    mode: str = "dense",
+    filter: Mapping[str, Any] | None = None,
+    config: Any = None,
+    reranker: Any = None,
+) -> list[list[Any]]:
+    """``Searcher(index, config or SearchConfig(mode=mode)).hits(queries, k)``: the tests' shorthand."""
+    from densa.search import SearchConfig, Searcher
+
+    texts = [queries] if isinstance(queries, str) else list(queries)
+    return Searcher(index, config or SearchConfig(mode=mode), reranker=reranker).hits(texts, k, filter=filter)

@@ -79,9 +79,14 @@ def test_batch_search_writes_a_trec_run_and_eval_scores_it(tiny_index: Path, tmp
 
 def test_info_shows_the_manifest(tiny_index: Path) -> None:
     info = json.loads(_ok(["info", str(tiny_index)]))
-    assert info["dim"] == 384 and info["index_kind"] == "flat"
-    assert info["counts"]["documents"] == 10
-    assert info["bytes"]["on_disk"] > 0
+    dense = info["channels"]["dense"]["settings"]
+    assert dense["encoder"]["dim"] == 384 and dense["vectors"]["kind"] == "flat"
+    assert info["channels"]["bm25"]["kind"] == "bm25"
+    assert info["counts"]["documents"] == 10 and info["counts"]["segments"] == 1
+    assert (
+        info["bytes"]["on_disk"] > 0
+        and info["bytes"]["dense"] == info["segments"][0]["parts"]["dense"]["bytes"]
+    )
 
 
 def _densa(*args: str) -> subprocess.CompletedProcess[str]:

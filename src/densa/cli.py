@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -43,12 +42,20 @@ IndexArg = Annotated[Path, typer.Argument(metavar="INDEX", help="Index folder.")
 ModelOpt = Annotated[
     str | None, typer.Option("--model", help="Model folder (default: bundled all-MiniLM-L6-v2).")
 ]
-ModeOpt = Annotated[str, typer.Option(help="dense | bm25 | hybrid.")]
-FusionOpt = Annotated[
-    str | None, typer.Option(help="Hybrid fusion: rrf | weighted (default: tuned default).")
+ModeOpt = Annotated[
+    str,
+    typer.Option(help="Channels: dense | bm25 | hybrid (all, fused) | any channel name | names joined by +."),
 ]
-WeightsOpt = Annotated[str | None, typer.Option(help="Hybrid weights 'dense,bm25', e.g. 0.7,0.3.")]
+FusionOpt = Annotated[
+    str | None, typer.Option(help="Fusion of several channels: rrf | weighted (default: weighted).")
+]
+WeightsOpt = Annotated[
+    str | None, typer.Option(help="Fusion weights by channel (dense=0.7,bm25=0.3) or in order (0.7,0.3).")
+]
 NormOpt = Annotated[str | None, typer.Option(help="Weighted fusion normalisation: minmax | zscore.")]
+RrfKOpt = Annotated[float | None, typer.Option(help="RRF's rank constant (default 60).")]
+DepthOpt = Annotated[int, typer.Option(help="Candidates taken from each channel before fusion.")]
+TopPassagesOpt = Annotated[int, typer.Option(help="Passages summed by --aggregate sum.")]
 RerankOpt = Annotated[Path | None, typer.Option(help="Cross-encoder folder to rerank the top candidates.")]
 RerankDepthOpt = Annotated[int, typer.Option(help="Candidates the cross-encoder rescores.")]
 RerankWeightOpt = Annotated[
@@ -78,53 +85,67 @@ def _snippet(text: str, width: int = 160) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _fusion_config(fusion: str | None, weights: str | None, normalization: str | None) -> Any:
+def _fusion_config(
+    fusion: str | None, weights: str | None, normalization: str | None, rrf_k: float | None = None
+) -> Any:
     from dataclasses import replace
 
-    from densa.fuse import FusionConfig
+    from densa.fuse import FusionConfig, parse_weights
 
     config = FusionConfig()
     if fusion is not None:
         config = replace(config, method=fusion)  # type: ignore[arg-type]
     if weights is not None:
-        try:
-            config = replace(config, weights=tuple(float(w) for w in weights.split(",")))
-        except ValueError:
-            raise DensaError(f"--weights {weights!r} is not a comma-separated list of numbers") from None
+        config = replace(config, weights=parse_weights(weights))
     if normalization is not None:
         config = replace(config, normalization=normalization)  # type: ignore[arg-type]
+    if rrf_k is not None:
+        config = replace(config, rrf_k=rrf_k)
     return config
 
 
 def _searcher(
     index: Index,
-    mode: str,
+    rerank: Path | None,
+    *,
     fusion: str | None,
     weights: str | None,
     normalization: str | None,
-    rerank: Path | None,
-    rerank_depth: int,
-    rerank_weight: float,
-    aggregate: str,
+    rrf_k: float | None,
+    **config: Any,
 ) -> Searcher:
+    """A searcher from the options ``search`` and ``eval`` share: ``config`` holds the
+    :class:`SearchConfig` fields given as they are (mode, depth, aggregate, ...)."""
     from densa.rerank import CrossEncoderReranker
     from densa.search import SearchConfig, Searcher
 
-    config = SearchConfig(
-        mode=mode,  # type: ignore[arg-type]
-        fusion=_fusion_config(fusion, weights, normalization),
-        rerank_depth=rerank_depth,
-        rerank_weight=rerank_weight,
-        aggregate=aggregate,  # type: ignore[arg-type]
-    )
+    fused = _fusion_config(fusion, weights, normalization, rrf_k)
     reranker = CrossEncoderReranker(rerank, show_progress=True) if rerank is not None else None
-    return Searcher(index, config, reranker=reranker)
+    return Searcher(index, SearchConfig(fusion=fused, **config), reranker=reranker)
+
+
+ChannelOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--channel",
+        help="A channel to build, [NAME=]KIND[:BACKEND], repeatable: dense, dense:hnsw, e5=dense:ivf-pq, "
+        "bm25 (default: dense and bm25).",
+    ),
+]
+
+
+def _encoder_config(**options: Any) -> Any:
+    from densa.encode import DEFAULT_MODEL, EncoderConfig
+
+    options["model"] = options["model"] or DEFAULT_MODEL
+    return EncoderConfig(**options)
 
 
 @app.command()
 def index(
     corpus: Annotated[Path, typer.Argument(help="corpus.jsonl, a TSV file, or a folder of .txt/.md files.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Index folder to create.")],
+    channel: ChannelOpt = None,
     model: ModelOpt = None,
     query_model: Annotated[str | None, typer.Option(help="Separate query-tower folder (DPR).")] = None,
     pooling: Annotated[str | None, typer.Option(help="cls | mean | max | last-token.")] = None,
@@ -134,7 +155,10 @@ def index(
     max_length: Annotated[int | None, typer.Option(help="Token limit (default: the model's).")] = None,
     dim: Annotated[int | None, typer.Option(help="Matryoshka: keep the first DIM dimensions.")] = None,
     kind: Annotated[
-        str, typer.Option(help="flat (exact) | hnsw | hnsw-sq8 | ivf-flat | ivf-sq8 | ivf-pq | binary.")
+        str,
+        typer.Option(
+            help="Dense channels' FAISS kind: flat | hnsw | hnsw-sq8 | ivf-flat | ivf-sq8 | ivf-pq | binary."
+        ),
     ] = "flat",
     nlist: Annotated[int | None, typer.Option(help="IVF lists (default ~4 sqrt(n)).")] = None,
     nprobe: Annotated[int, typer.Option(help="IVF lists probed per query.")] = 32,
@@ -159,69 +183,51 @@ def index(
         str, typer.Option(help="torch | torch-bf16 | onnx | onnx-int8 | openvino | openvino-int8.")
     ] = "torch",
 ) -> None:
-    """Encode CORPUS and write an index folder (vectors, BM25, documents).
+    """Encode CORPUS and write an index folder: the documents and every channel (default: dense + BM25).
 
     Encoded batches are kept in INDEX/.build/ until the build finishes: after a crash or
     kill, the same command again encodes only what is missing.
     """
     from densa.chunk import ChunkConfig
-    from densa.corpus import SkipReport, peek, read_corpus
-    from densa.encode import (
-        CALIBRATION_TEXTS,
-        DEFAULT_MODEL,
-        EncoderConfig,
-        backend_agreement,
-        make_encoder,
-    )
+    from densa.corpus import SkipReport, read_corpus
     from densa.index import BM25Config, Index, VectorIndexConfig
+    from densa.index.channels.specs import channel_configs
 
-    config = EncoderConfig(
-        model=model or DEFAULT_MODEL,
+    encoder = _encoder_config(
+        model=model,
         query_model=query_model,
-        pooling=pooling,  # type: ignore[arg-type]
-        similarity=similarity,  # type: ignore[arg-type]
+        pooling=pooling,
+        similarity=similarity,
         query_prefix=query_prefix,
         passage_prefix=passage_prefix,
         max_length=max_length,
         dim=dim,
         batch_size=batch_size,
         device=device,
-        backend=backend,  # type: ignore[arg-type]
+        backend=backend,
     )
+    vectors = VectorIndexConfig(kind=kind, nlist=nlist, nprobe=nprobe, pq_m=pq_m, ef_search=ef_search)  # type: ignore[arg-type]
+    configs = channel_configs(channel or ["dense", "bm25"], encoder, vectors, BM25Config(k1=k1, b=b))
     chunking = ChunkConfig(chunk_tokens, chunk_overlap) if chunk_tokens else None
     report = SkipReport()
     docs = read_corpus(corpus, format=corpus_format, skip_bad=skip_bad, report=report)  # type: ignore[arg-type]
-    sample, docs = peek(docs, CALIBRATION_TEXTS)  # calibrates openvino-int8 the first time
-    encoder = make_encoder(config, calibration=[d.full_text for d in sample])
-    if backend != "torch":
-        check = [d.full_text for d in sample[:64]]
-        agreement = backend_agreement(encoder, config, check)
-        typer.echo(
-            f"backend {backend}: mean cosine with fp32 torch on {len(check)} passages = {agreement:.5f}"
-        )
-    with ExitStack() as stack:
-        runner = None
-        if dask is not None:
-            from densa.index.distributed import dask_runner
-
-            runner = stack.enter_context(dask_runner(dask, config, encoder.spec.fingerprint))
-        built = Index.build(
-            docs,
-            output,
-            encoder=encoder,
-            vectors=VectorIndexConfig(kind=kind, nlist=nlist, nprobe=nprobe, pq_m=pq_m, ef_search=ef_search),  # type: ignore[arg-type]
-            bm25=BM25Config(k1=k1, b=b),
-            chunking=chunking,
-            overwrite=overwrite,
-            progress=True,
-            resume=resume,
-            runner=runner,
-        )
+    built = Index.build(
+        docs,
+        output,
+        channels=configs,
+        chunking=chunking,
+        overwrite=overwrite,
+        progress=True,
+        resume=resume,
+        dask=dask,
+    )
     stats = built.build_stats
     assert stats is not None
+    for note in stats.notes:
+        typer.echo(note)
     typer.echo(
         f"indexed {stats.documents} documents ({stats.passages} passages) into {output} "
-        f"in {stats.seconds:.1f}s ({stats.docs_per_second:.1f} docs/s)"
+        f"in {stats.seconds:.1f}s ({stats.docs_per_second:.1f} docs/s); channels: {', '.join(built.channels)}"
     )
     _report_truncation(stats.truncated, built)
     if len(report):
@@ -231,7 +237,7 @@ def index(
 def _report_truncation(truncated: int, built: Index) -> None:
     if not truncated:
         return
-    limit = built.manifest.encoder.max_length
+    limit = built.encoder.spec.max_length
     if built.manifest.chunking is not None:
         typer.echo(
             f"note: {truncated} document(s) exceed the {limit}-token limit and were split into passages"
@@ -250,7 +256,7 @@ def add(
     corpus_format: Annotated[str, typer.Option("--format", help="auto | jsonl | tsv | folder.")] = "auto",
     skip_bad: Annotated[bool, typer.Option(help="Skip bad records and report them.")] = False,
 ) -> None:
-    """Add documents to INDEX (vectors, BM25 and store, atomically)."""
+    """Add documents to INDEX as one new segment (every channel, atomically)."""
     from densa.corpus import SkipReport, read_corpus
     from densa.index import Index
 
@@ -269,11 +275,91 @@ def delete(
     index_path: IndexArg,
     ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Document ids to delete.")],
 ) -> None:
-    """Delete documents from INDEX by id (vectors, BM25 and store, atomically)."""
+    """Delete documents from INDEX by id (tombstones in their segments, atomically)."""
     from densa.index import Index
 
     updated = Index.open(index_path).delete(ids)
     typer.echo(f"deleted {len(ids)} documents; {index_path} now holds {len(updated)}")
+
+
+@app.command("add-channel")
+def add_channel(
+    index_path: IndexArg,
+    channel: Annotated[
+        str, typer.Option("--channel", help="The channel to add, NAME=KIND[:BACKEND], e.g. e5=dense:hnsw.")
+    ],
+    model: ModelOpt = None,
+    query_model: Annotated[str | None, typer.Option(help="Separate query-tower folder (DPR).")] = None,
+    pooling: Annotated[str | None, typer.Option(help="cls | mean | max | last-token.")] = None,
+    similarity: Annotated[str | None, typer.Option(help="cosine | dot.")] = None,
+    query_prefix: Annotated[str, typer.Option(help="Instruction put before each query.")] = "",
+    passage_prefix: Annotated[str, typer.Option(help="Instruction put before each passage.")] = "",
+    max_length: Annotated[int | None, typer.Option(help="Token limit (default: the model's).")] = None,
+    dim: Annotated[int | None, typer.Option(help="Matryoshka: keep the first DIM dimensions.")] = None,
+    kind: Annotated[str, typer.Option(help="FAISS kind when BACKEND is not given.")] = "flat",
+    k1: Annotated[float, typer.Option(help="BM25 k1.")] = 1.5,
+    b: Annotated[float, typer.Option(help="BM25 b.")] = 0.75,
+    batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 32,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda (default: cuda when present).")] = None,
+    backend: Annotated[
+        str, typer.Option(help="torch | torch-bf16 | onnx | onnx-int8 | openvino | openvino-int8.")
+    ] = "torch",
+) -> None:
+    """Add a channel to INDEX (e.g. a second model), from the stored documents; the other channels
+    are not touched."""
+    from densa.index import BM25Config, Index, VectorIndexConfig
+    from densa.index.channels.specs import channel_configs
+
+    encoder = _encoder_config(
+        model=model,
+        query_model=query_model,
+        pooling=pooling,
+        similarity=similarity,
+        query_prefix=query_prefix,
+        passage_prefix=passage_prefix,
+        max_length=max_length,
+        dim=dim,
+        batch_size=batch_size,
+        device=device,
+        backend=backend,
+    )
+    ((name, config),) = channel_configs(
+        [channel],
+        encoder,
+        VectorIndexConfig(kind=kind),  # type: ignore[arg-type]
+        BM25Config(k1=k1, b=b),
+    ).items()
+    updated = Index.open(index_path).add_channel(name, config, progress=True)
+    stats = updated.build_stats
+    assert stats is not None
+    for note in stats.notes:
+        typer.echo(note)
+    typer.echo(
+        f"added channel {name} ({config.kind}) over {stats.documents} documents in {stats.seconds:.1f}s; "
+        f"channels: {', '.join(updated.channels)}"
+    )
+
+
+@app.command()
+def optimize(index_path: IndexArg) -> None:
+    """Merge INDEX's segments into one, without deleted documents (searches keep running)."""
+    from densa.index import Index
+
+    before = Index.open(index_path)
+    segments = len(before.manifest.segments)
+    after = before.optimize()
+    typer.echo(
+        f"{index_path}: {segments} segment(s) -> {len(after.manifest.segments)}; {len(after)} documents"
+    )
+
+
+@app.command()
+def upgrade(index_path: IndexArg) -> None:
+    """Convert an index written by an older densa (format 1) to this version's format, in place,
+    without re-encoding."""
+    from densa.index.upgrade import upgrade_index
+
+    typer.echo(upgrade_index(index_path))
 
 
 @app.command()
@@ -288,31 +374,36 @@ def search(
     fusion: FusionOpt = None,
     weights: WeightsOpt = None,
     normalization: NormOpt = None,
+    rrf_k: RrfKOpt = None,
+    depth: DepthOpt = 100,
     rerank: RerankOpt = None,
     rerank_depth: RerankDepthOpt = 100,
     rerank_weight: RerankWeightOpt = 1.0,
     filters: FilterOpt = None,
     aggregate: AggregateOpt = "max",
+    top_passages: TopPassagesOpt = 3,
     model: ModelOpt = None,
     backend: QueryBackendOpt = None,
 ) -> None:
     """Search INDEX for one QUERY, or for every query of --queries into a TREC run file."""
     from densa.corpus import read_queries
-    from densa.index import Index
-    from densa.index.store import parse_filter
+    from densa.index import Index, parse_filter
 
     if (query is None) == (queries is None):
         raise DensaError("give either a QUERY or --queries FILE")
     searcher = _searcher(
         Index.open(index_path, model=model, backend=backend),  # type: ignore[arg-type]
-        mode,
-        fusion,
-        weights,
-        normalization,
         rerank,
-        rerank_depth,
-        rerank_weight,
-        aggregate,
+        mode=mode,
+        fusion=fusion,
+        weights=weights,
+        normalization=normalization,
+        rrf_k=rrf_k,
+        depth=depth,
+        aggregate=aggregate,
+        top_passages=top_passages,
+        rerank_depth=rerank_depth,
+        rerank_weight=rerank_weight,
     )
     where = parse_filter(filters or [])
     if queries is not None:
@@ -360,10 +451,13 @@ def eval_(
     fusion: FusionOpt = None,
     weights: WeightsOpt = None,
     normalization: NormOpt = None,
+    rrf_k: RrfKOpt = None,
+    depth: DepthOpt = 100,
     rerank: RerankOpt = None,
     rerank_depth: RerankDepthOpt = 100,
     rerank_weight: RerankWeightOpt = 1.0,
     aggregate: AggregateOpt = "max",
+    top_passages: TopPassagesOpt = 3,
     model: ModelOpt = None,
     backend: QueryBackendOpt = None,
 ) -> None:
@@ -382,14 +476,17 @@ def eval_(
             raise DensaError("give INDEX and --dataset, or --run and --qrels")
         searcher = _searcher(
             Index.open(index_path, model=model, backend=backend),  # type: ignore[arg-type]
-            mode,
-            fusion,
-            weights,
-            normalization,
             rerank,
-            rerank_depth,
-            rerank_weight,
-            aggregate,
+            mode=mode,
+            fusion=fusion,
+            weights=weights,
+            normalization=normalization,
+            rrf_k=rrf_k,
+            depth=depth,
+            aggregate=aggregate,
+            top_passages=top_passages,
+            rerank_depth=rerank_depth,
+            rerank_weight=rerank_weight,
         )
         result, run = evaluate_dataset(searcher, BeirDataset(dataset), split)
         if output is not None:
@@ -408,13 +505,16 @@ def fuse(
     fusion: FusionOpt = None,
     weights: WeightsOpt = None,
     normalization: NormOpt = None,
+    rrf_k: RrfKOpt = None,
     k: Annotated[int, typer.Option("-k", help="Results kept per query.")] = 1000,
 ) -> None:
     """Fuse TREC run files (RRF or weighted) into one."""
     from densa.fuse import fuse_runs
     from densa.types import Run
 
-    fused = fuse_runs([Run.read_trec(p) for p in runs], _fusion_config(fusion, weights, normalization), k)
+    fused = fuse_runs(
+        [Run.read_trec(p) for p in runs], _fusion_config(fusion, weights, normalization, rrf_k), k
+    )
     fused.write_trec(output)
     typer.echo(f"fused {len(runs)} runs over {len(fused)} queries into {output}")
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from densa.corpus.readers import read_corpus
 from densa.index.index import Index
+from densa.search.config import SearchConfig
+from densa.search.searcher import Searcher
 from densa.types import Hit
 
 __all__ = ["DemoResult", "run_demo", "sample_dataset_path", "shared_words"]
@@ -47,7 +49,8 @@ def run_demo(index_path: Path, query: str = "heart attack", k: int = 5) -> DemoR
     else:
         index = Index.build(read_corpus(sample_dataset_path() / "corpus.jsonl"), index_path, progress=True)
     try:
-        bm25 = index.search([query], k, mode="bm25")[0]
-        return DemoResult(index_path, query, bm25, index.search([query], k)[0])
+        bm25 = Searcher(index, SearchConfig(mode="bm25")).hits([query], k)[0]
+        dense = Searcher(index, SearchConfig(mode="dense")).hits([query], k)[0]
+        return DemoResult(index_path, query, bm25, dense)
     finally:
         index.close()

@@ -117,10 +117,12 @@ def build_context(
     """Search ``index`` (a :class:`densa.Index`) and assemble the top ``k`` hits, counting
     tokens with the index's own encoder tokenizer."""
     from densa.index.index import Index
+    from densa.search.config import SearchConfig
+    from densa.search.searcher import Searcher
 
     if not isinstance(index, Index):
         raise TypeError("build_context needs a densa.Index")
-    hits = index.search([question], k, mode=mode)[0]  # type: ignore[arg-type]
+    hits = Searcher(index, SearchConfig(mode=mode)).hits([question], k)[0]
     tokenizer = index.encoder.tokenizer
 
     def count(text: str) -> int:

@@ -20,6 +20,7 @@ from densa.encode.onnx import OnnxEncoder, pool
 from densa.errors import ConfigError, DensaError
 from densa.index import Index
 from densa.types import Document
+from tests.helpers import search
 
 TEXTS = ["Myocardial infarction damages the heart muscle.", "The stock market fell today.", "short"]
 
@@ -66,11 +67,13 @@ def test_onnx_export_matches_torch_and_is_cached(tmp_path: Path, minilm_path: Pa
     assert openvino.path.with_suffix(".bin").is_file()  # IR converted from the cached export
     assert (openvino.encode_documents(TEXTS) * torch_vectors).sum(axis=1).min() > 0.999  # bf16 at worst
     index = Index.build([Document("a", TEXTS[0]), Document("b", TEXTS[1])], tmp_path / "idx", encoder=onnx)
-    assert index.manifest.encoder.backend == "onnx"
-    assert Index.open(tmp_path / "idx").search(["heart attack"], 1)[0][0].doc_id == "a"  # queries on onnx too
+    assert index.channels["dense"].settings["encoder"]["backend"] == "onnx"
+    assert (
+        search(Index.open(tmp_path / "idx"), ["heart attack"], 1)[0][0].doc_id == "a"
+    )  # queries on onnx too
     on_openvino = Index.open(tmp_path / "idx", backend="openvino")  # queries on another backend
     assert isinstance(on_openvino.encoder, OnnxEncoder) and on_openvino.encoder.runtime == "openvino"
-    assert on_openvino.search(["heart attack"], 1)[0][0].doc_id == "a"
+    assert search(on_openvino, ["heart attack"], 1)[0][0].doc_id == "a"
 
 
 def test_bf16_autocast_stays_close_to_fp32(minilm: SentenceTransformerEncoder) -> None:
@@ -91,7 +94,7 @@ def test_openvino_int8_is_calibrated_once_from_the_index_it_serves(tmp_path: Pat
     docs = [Document("a", TEXTS[0]), Document("b", TEXTS[1]), Document("c", "Sharks rarely attack people.")]
     Index.build(docs, tmp_path / "idx", encoder=EncoderConfig(model=str(model), device="cpu"))
     index = Index.open(tmp_path / "idx", backend="openvino-int8")  # calibrates on the stored documents
-    assert index.search(["heart attack"], 1)[0][0].doc_id == "a"
+    assert search(index, ["heart attack"], 1)[0][0].doc_id == "a"
     encoder = index.encoder
     assert isinstance(encoder, OnnxEncoder) and encoder.path.name.endswith("-ov-int8.xml")
     record = json.loads(encoder.path.with_suffix(".json").read_text())

@@ -8,12 +8,13 @@ from densa.corpus import read_corpus
 from densa.demo import sample_dataset_path, shared_words
 from densa.encode import SentenceTransformerEncoder
 from densa.index import Index
+from tests.helpers import search
 
 
 def test_heart_attack_finds_myocardial_infarction(tmp_path: Path, minilm: SentenceTransformerEncoder) -> None:
     index = Index.build(read_corpus(sample_dataset_path() / "corpus.jsonl"), tmp_path / "idx", encoder=minilm)
-    top = index.search(["heart attack"], k=3)[0][0]
+    top = search(index, ["heart attack"], k=3)[0][0]
     assert top.doc_id == "med-mi"
     assert shared_words("heart attack", f"{top.title} {top.text}") == set()
     reopened = Index.open(tmp_path / "idx")  # loads the encoder from the manifest
-    assert reopened.search(["heart attack"], k=1)[0][0].doc_id == "med-mi"
+    assert search(reopened, ["heart attack"], k=1)[0][0].doc_id == "med-mi"

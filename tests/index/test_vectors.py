@@ -10,7 +10,7 @@ import pytest
 from densa.errors import ConfigError
 from densa.index import Index, VectorIndex, VectorIndexConfig
 from densa.types import Document
-from tests.helpers import HashingEncoder
+from tests.helpers import HashingEncoder, search
 
 DIM, N = 64, 3000
 KINDS = {  # kind -> (config, minimum recall@10 against exact search)
@@ -29,18 +29,18 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def data() -> tuple[np.ndarray, np.ndarray, list[int]]:
+def data() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     centers = rng.normal(size=(30, DIM))
     vectors = _unit(centers[rng.integers(30, size=N)] + 0.4 * rng.normal(size=(N, DIM)))
     queries = _unit(centers[rng.integers(30, size=50)] + 0.4 * rng.normal(size=(50, DIM)))
-    ids = (1000 + 7 * rng.permutation(N)).tolist()  # unique, in no order: rows are looked up by id
-    return vectors, queries, ids
+    return vectors, queries
 
 
-def _exact(vectors: np.ndarray, ids: list[int], queries: np.ndarray, k: int) -> np.ndarray:
-    order = np.argsort(-(queries @ vectors.T), axis=1)[:, :k]
-    return np.asarray(ids)[order]
+def _exact(vectors: np.ndarray, queries: np.ndarray, k: int, rows: np.ndarray | None = None) -> np.ndarray:
+    rows = np.arange(len(vectors)) if rows is None else rows
+    order = np.argsort(-(queries @ vectors[rows].T), axis=1)[:, :k]
+    return rows[order]
 
 
 def _recall(found: np.ndarray, truth: np.ndarray) -> float:
@@ -48,42 +48,38 @@ def _recall(found: np.ndarray, truth: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
-def test_recall_save_load_and_remove(
-    kind: str, data: tuple[np.ndarray, np.ndarray, list[int]], tmp_path: Path
-) -> None:
-    vectors, queries, ids = data
+def test_recall_and_save_load(kind: str, data: tuple[np.ndarray, np.ndarray], tmp_path: Path) -> None:
+    vectors, queries = data
     config, minimum = KINDS[kind]
-    index = VectorIndex.create(DIM, config)
-    index.add(vectors[:2000], ids[:2000])
-    index.add(vectors[2000:], ids[2000:])  # added in two steps, like a build in batches
+    index = VectorIndex.build(vectors, config)
     assert len(index) == N
     scores, found = index.search(queries, 10)
     assert found.shape == (50, 10) and (np.diff(scores, axis=1) <= 1e-6).all()
-    assert _recall(found, _exact(vectors, ids, queries, 10)) >= minimum
-    index.save(tmp_path / "vectors.faiss")
-    loaded = VectorIndex.load(tmp_path / "vectors.faiss", config)
+    assert _recall(found, _exact(vectors, queries, 10)) >= minimum
+    index.save(tmp_path / "part")
+    loaded = VectorIndex.load(tmp_path / "part")
+    assert loaded.config == config
     np.testing.assert_array_equal(loaded.search(queries, 10)[1], found)
-    np.testing.assert_allclose(loaded.reconstruct(ids[:3]), vectors[:3], atol=1e-6)
-    np.testing.assert_allclose(loaded.reconstruct([ids[2999], ids[7]]), vectors[[2999, 7]], atol=1e-6)
-    gone = ids[:500]
-    loaded.remove(gone)
-    assert len(loaded) == N - 500
-    assert not set(loaded.search(queries, 10)[1].ravel().tolist()) & set(gone)
+    np.testing.assert_allclose(loaded.reconstruct(np.array([0, 1, 2])), vectors[:3], atol=1e-6)
+    np.testing.assert_allclose(loaded.reconstruct(np.array([2999, 7])), vectors[[2999, 7]], atol=1e-6)
+    np.testing.assert_allclose(loaded.all_vectors(), vectors, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
-def test_filtered_search_is_exact_over_the_allowed_ids(
-    kind: str, data: tuple[np.ndarray, np.ndarray, list[int]]
-) -> None:
-    vectors, queries, ids = data
-    index = VectorIndex.create(DIM, KINDS[kind][0])
-    index.add(vectors, ids)
-    allowed = ids[::97]  # 31 scattered ids
-    _, found = index.search(queries[:5], 5, allowed=allowed)
-    positions = [ids.index(i) for i in allowed]
-    truth = _exact(vectors[positions], allowed, queries[:5], 5)
-    np.testing.assert_array_equal(found, truth)
-    assert index.search(queries[:2], 5, allowed=[])[1].shape == (2, 0)
+def test_masked_search_returns_only_allowed_rows(kind: str, data: tuple[np.ndarray, np.ndarray]) -> None:
+    vectors, queries = data
+    config, minimum = KINDS[kind]
+    index = VectorIndex.build(vectors, config)
+    selective = np.zeros(N, bool)
+    selective[::97] = True  # 31 scattered rows: scored exactly
+    _, found = index.search(queries[:5], 5, allowed=selective)
+    np.testing.assert_array_equal(found, _exact(vectors, queries[:5], 5, np.flatnonzero(selective)))
+    assert index.search(queries[:2], 5, allowed=np.zeros(N, bool))[1].shape == (2, 0)
+    broad = np.ones(N, bool)
+    broad[::10] = False  # a tenth deleted: the kind's own search, never returning a deleted row
+    _, found = index.search(queries, 10, allowed=broad)
+    assert broad[found[found >= 0]].all()
+    assert _recall(found, _exact(vectors, queries, 10, np.flatnonzero(broad))) >= minimum
 
 
 @pytest.mark.parametrize(
@@ -91,12 +87,11 @@ def test_filtered_search_is_exact_over_the_allowed_ids(
     [("hnsw", "ef_search", 10, 200), ("ivf-flat", "nprobe", 1, 64), ("binary", "rescore", 1, 30)],
 )
 def test_search_params_trade_recall_without_a_rebuild(
-    kind: str, param: str, low: int, high: int, data: tuple[np.ndarray, np.ndarray, list[int]]
+    kind: str, param: str, low: int, high: int, data: tuple[np.ndarray, np.ndarray]
 ) -> None:
-    vectors, queries, ids = data
-    truth = _exact(vectors, ids, queries, 10)
-    index = VectorIndex.create(DIM, VectorIndexConfig(kind=kind, hnsw_m=4, nlist=64))  # type: ignore[arg-type]
-    index.add(vectors, ids)
+    vectors, queries = data
+    truth = _exact(vectors, queries, 10)
+    index = VectorIndex.build(vectors, VectorIndexConfig(kind=kind, hnsw_m=4, nlist=64))  # type: ignore[arg-type]
     index.set_search_params(**{param: low})
     assert getattr(index.config, param) == low
     coarse = _recall(index.search(queries, 10)[1], truth)
@@ -107,16 +102,10 @@ def test_search_params_trade_recall_without_a_rebuild(
         index.set_search_params(**{param: 0})
 
 
-def test_binary_codes_use_a_thirty_second_of_float_memory(
-    data: tuple[np.ndarray, np.ndarray, list[int]],
-) -> None:
-    vectors, _, ids = data
-    binary, flat = (
-        VectorIndex.create(DIM, VectorIndexConfig(kind="binary")),
-        VectorIndex.create(DIM, VectorIndexConfig()),
-    )
-    binary.add(vectors, ids)
-    flat.add(vectors, ids)
+def test_binary_codes_use_a_thirty_second_of_float_memory(data: tuple[np.ndarray, np.ndarray]) -> None:
+    vectors, _ = data
+    binary = VectorIndex.build(vectors, VectorIndexConfig(kind="binary"))
+    flat = VectorIndex.build(vectors, VectorIndexConfig())
     assert binary.memory_bytes() * 32 == flat.memory_bytes() == N * DIM * 4
 
 
@@ -124,18 +113,22 @@ def test_index_kinds_work_through_the_index_folder(tmp_path: Path) -> None:
     docs = [Document(f"d{i}", f"document {i} about topic {i % 7} and subject {i % 11}") for i in range(300)]
     config = VectorIndexConfig(kind="ivf-sq8", nlist=4)
     index = Index.build(docs, tmp_path / "idx", encoder=HashingEncoder(), vectors=config)
-    assert index.manifest.vectors.kind == "ivf-sq8"
-    assert index.manifest.bytes["vector_codes"] == 300 * 64  # one byte per dimension
+    assert index.channels["dense"].settings["vectors"]["kind"] == "ivf-sq8"
+    (segment,) = index.manifest.segments
+    assert segment.parts["dense"]["kind"] == "ivf-sq8"
+    assert segment.parts["dense"]["vector_codes"] == 300 * 64  # one byte per dimension
     index = index.delete(["d1"]).add([Document("new", "document about topic 3")])
+    assert [s.parts["dense"]["kind"] for s in index.manifest.segments] == ["ivf-sq8", "flat"]  # a small delta
     reopened = Index.open(tmp_path / "idx", encoder=HashingEncoder())
-    assert len(reopened) == 300 and len(reopened.vectors) == 300
-    assert "d1" not in {h.doc_id for h in reopened.search(["topic 1 subject 1"], k=50)[0]}
+    assert len(reopened) == 300 and reopened.manifest.passages == 300
+    assert "d1" not in {h.doc_id for h in search(reopened, ["topic 1 subject 1"], k=50)[0]}
+    optimized = reopened.optimize()
+    (merged,) = optimized.manifest.segments
+    assert merged.parts["dense"]["kind"] == "ivf-sq8" and merged.rows == 300  # the configured kind again
 
 
 def test_bad_configs() -> None:
     with pytest.raises(ConfigError):
         VectorIndexConfig(kind="lsh")  # type: ignore[arg-type]
-    with pytest.raises(ConfigError):
-        VectorIndex.create(60, VectorIndexConfig(kind="ivf-pq", pq_m=7)).add(
-            np.zeros((1, 60), np.float32), [1]
-        )
+    with pytest.raises(ConfigError, match="must divide"):
+        VectorIndex.build(np.zeros((1, 60), np.float32), VectorIndexConfig(kind="ivf-pq", pq_m=7))

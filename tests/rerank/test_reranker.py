@@ -11,7 +11,7 @@ from densa.errors import ConfigError, DensaError
 from densa.index import Index
 from densa.rerank import CrossEncoderReranker, Reranker
 from densa.search import SearchConfig
-from tests.helpers import TINY, HashingEncoder, build_tiny_bert
+from tests.helpers import TINY, HashingEncoder, build_tiny_bert, search
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +36,8 @@ def test_reranking_reorders_the_top_candidates_by_cross_encoder_score(
     index = Index.build(read_corpus(TINY / "corpus.jsonl"), tmp_path / "idx", encoder=HashingEncoder())
     reranker = CrossEncoderReranker(tiny_cross_encoder, device="cpu")
     config = SearchConfig(mode="dense", rerank_depth=4)
-    first_stage = index.search(["heart attack"], k=4)[0]
-    reranked = index.search(["heart attack"], k=3, config=config, reranker=reranker)[0]
+    first_stage = search(index, ["heart attack"], k=4)[0]
+    reranked = search(index, ["heart attack"], k=3, config=config, reranker=reranker)[0]
     assert {h.doc_id for h in reranked} <= {h.doc_id for h in first_stage}  # only the top 4 are rescored
     expected = reranker.score([("heart attack", h.title + " " + h.text) for h in first_stage])
     by_ce = sorted(zip(first_stage, expected, strict=True), key=lambda he: -he[1])[:3]
@@ -57,7 +57,7 @@ def test_rerank_weight_mixes_cross_encoder_and_first_stage_z_scores(
 
     index = Index.build(read_corpus(TINY / "corpus.jsonl"), tmp_path / "idx", encoder=HashingEncoder())
     reranker = CrossEncoderReranker(tiny_cross_encoder, device="cpu")
-    first_stage = index.search(["heart attack"], k=5)[0]
+    first_stage = search(index, ["heart attack"], k=5)[0]
     ce = reranker.score([("heart attack", h.title + " " + h.text) for h in first_stage])
 
     def z(values: list[float]) -> list[float]:
@@ -69,11 +69,11 @@ def test_rerank_weight_mixes_cross_encoder_and_first_stage_z_scores(
         for h, c, f in zip(first_stage, z(ce), z([h.score for h in first_stage]), strict=True)
     }
     config = SearchConfig(mode="dense", rerank_depth=5, rerank_weight=0.3)
-    mixed = index.search(["heart attack"], k=5, config=config, reranker=reranker)[0]
+    mixed = search(index, ["heart attack"], k=5, config=config, reranker=reranker)[0]
     assert [h.doc_id for h in mixed] == sorted(expected, key=lambda d: -expected[d])
     assert [h.score for h in mixed] == pytest.approx(sorted(expected.values(), reverse=True), abs=1e-5)
     keep = SearchConfig(mode="dense", rerank_depth=5, rerank_weight=0.0)
-    unchanged = index.search(["heart attack"], k=5, config=keep, reranker=reranker)[0]
+    unchanged = search(index, ["heart attack"], k=5, config=keep, reranker=reranker)[0]
     assert [h.doc_id for h in unchanged] == [h.doc_id for h in first_stage]
     with pytest.raises(ConfigError, match="rerank_weight"):
         SearchConfig(rerank_weight=1.5)

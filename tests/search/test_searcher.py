@@ -12,7 +12,7 @@ from densa.index import Index
 from densa.index.store import parse_filter
 from densa.search import Retriever, SearchConfig, Searcher
 from densa.types import Document, Query, rank_items
-from tests.helpers import TINY, HashingEncoder
+from tests.helpers import TINY, HashingEncoder, search
 
 
 @pytest.fixture
@@ -21,16 +21,16 @@ def index(tmp_path: Path) -> Index:
 
 
 def test_bm25_mode_returns_only_keyword_matches(index: Index) -> None:
-    hits = index.search(["shark attack"], k=10, mode="bm25")[0]
+    hits = search(index, ["shark attack"], k=10, mode="bm25")[0]
     assert [h.doc_id for h in hits] == ["d5"]  # nothing else shares a word: no zero-score padding
     assert hits[0].score > 0
 
 
 def test_hybrid_fuses_the_dense_and_bm25_rankings(index: Index) -> None:
     query = ["heart rate of athletes"]
-    dense = {h.doc_id: h.score for h in index.search(query, k=100)[0]}
-    bm25 = {h.doc_id: h.score for h in index.search(query, k=100, mode="bm25")[0]}
-    hybrid = index.search(query, k=3, mode="hybrid")[0]
+    dense = {h.doc_id: h.score for h in search(index, query, k=100)[0]}
+    bm25 = {h.doc_id: h.score for h in search(index, query, k=100, mode="bm25")[0]}
+    hybrid = search(index, query, k=3, mode="hybrid")[0]
     expected = fuse([dense, bm25], FusionConfig())
     assert [h.doc_id for h in hybrid] == [d for d, _ in rank_items(expected.items())[:3]]
     assert hybrid[0].score == pytest.approx(expected[hybrid[0].doc_id])
@@ -46,7 +46,7 @@ def test_searcher_is_a_retriever_and_evaluates(index: Index) -> None:
 
 @pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
 def test_filter_restricts_results_and_never_pads(index: Index, mode: str) -> None:
-    hits = index.search(["heart attack shark"], k=10, mode=mode, filter={"topic": "medical"})[0]  # type: ignore[arg-type]
+    hits = search(index, ["heart attack shark"], k=10, mode=mode, filter={"topic": "medical"})[0]  # type: ignore[arg-type]
     assert {h.doc_id for h in hits} <= {"d3", "d4"}  # the only two medical documents
     assert len(hits) <= 2
     assert all(h.metadata["topic"] == "medical" for h in hits)
@@ -62,16 +62,18 @@ def test_filter_on_numbers_and_parsing(tmp_path: Path) -> None:
     index = Index.build(docs, tmp_path / "idx", encoder=HashingEncoder())
     where = parse_filter(["year=2020"])
     assert where == {"year": 2020}
-    assert [h.doc_id for h in index.search(["report"], k=5, filter=where)[0]] == ["y2020"]
-    assert [h.doc_id for h in index.search(["report"], k=5, filter=parse_filter(["final=true"]))[0]] == [
+    assert [h.doc_id for h in search(index, ["report"], k=5, filter=where)[0]] == ["y2020"]
+    assert [h.doc_id for h in search(index, ["report"], k=5, filter=parse_filter(["final=true"]))[0]] == [
         "y2021"
     ]
     with pytest.raises(ConfigError, match="field=value"):
         parse_filter(["year"])
 
 
-def test_config_validation() -> None:
-    with pytest.raises(ConfigError):
-        SearchConfig(mode="sparse")  # type: ignore[arg-type]
+def test_config_validation(index: Index) -> None:
+    with pytest.raises(ConfigError, match="channel names joined by"):
+        SearchConfig(mode="dense bm25")
     with pytest.raises(ConfigError):
         SearchConfig(aggregate="mean")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"no channel 'sparse' in this index \(channels: dense, bm25"):
+        search(index, ["x"], 3, mode="sparse")

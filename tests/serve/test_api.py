@@ -93,9 +93,18 @@ def test_health_stats_and_openapi(index_path: Path) -> None:
     assert api.get("/healthz").json() == {"status": "ok", "documents": 10}
     api.post("/search", json={"query": "moon"})
     stats = api.get("/stats").json()
-    assert stats["documents"] == 10 and stats["searches"] == 1 and stats["index_kind"] == "flat"
+    assert stats["documents"] == 10 and stats["searches"] == 1
+    assert stats["channels"] == {"dense": "dense", "bm25": "bm25"} and stats["segments"] == 1
     paths = api.get("/openapi.json").json()["paths"]
-    assert {"/search", "/context", "/documents", "/documents/{doc_id}", "/healthz", "/stats"} <= set(paths)
+    assert {
+        "/search",
+        "/context",
+        "/documents",
+        "/documents/{doc_id}",
+        "/healthz",
+        "/stats",
+        "/channels",
+    } <= set(paths)
 
 
 def test_write_policy(index_path: Path) -> None:
@@ -122,7 +131,11 @@ def test_context_endpoint_cites_within_the_budget(index_path: Path) -> None:
 def test_page_and_assets_are_served_without_a_cdn(index_path: Path) -> None:
     api = client(index_path)
     page = api.get("/")
-    assert page.status_code == 200 and 'data-mode="bm25"' in page.text and 'data-mode="dense"' in page.text
+    assert page.status_code == 200 and 'id="columns"' in page.text  # filled with one column per channel
+    assert api.get("/channels").json() == [
+        {"name": "dense", "kind": "dense", "unit": "passage"},
+        {"name": "bm25", "kind": "bm25", "unit": "document"},
+    ]
     assert "http://" not in page.text and "https://" not in page.text
     for asset in ("/static/app.js", "/static/style.css"):
         response = api.get(asset)

@@ -12,6 +12,7 @@ from densa.corpus import read_corpus
 from densa.encode import EncoderConfig
 from densa.errors import ConfigError
 from densa.index import Index
+from densa.search import SearchConfig
 from densa.serve import ServeConfig
 from densa.serve.service import IndexService
 from tests.helpers import TINY
@@ -26,7 +27,7 @@ def test_openvino_int8_queries_are_calibrated_on_the_served_index(tmp_path: Path
     (record,) = (model / "onnx").glob("*-ov-int8.json")
     assert json.loads(record.read_text())["calibration_texts"] == 10  # the index's 10 documents
     assert service.index.encoder.spec.backend == "openvino-int8"
-    assert service.search(["heart attack"], 1, "dense", None, rerank=False)[0][0].doc_id == "d3"
+    assert service.search(["heart attack"], 1, SearchConfig(), None, rerank=False)[1][0][0].doc_id == "d3"
 
 
 def test_serve_config_refuses_a_rerank_weight_outside_zero_to_one(tmp_path: Path) -> None:

@@ -17,20 +17,32 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from densa.types import K, rank_items
+import numpy as np
 
-__all__ = ["reciprocal_rank_fusion"]
+from densa.fuse.arrays import Ranking, TieBreak, decode, encode_keys, ranks, union
+from densa.types import K
+
+__all__ = ["reciprocal_rank_fusion", "rrf_arrays"]
+
+
+def rrf_arrays(rankings: Sequence[Ranking], k: float, weights: Sequence[float], ties: TieBreak) -> Ranking:
+    """RRF over ``(ids, scores)`` rankings; returns the fused ``(ids, scores)``."""
+    if len(weights) != len(rankings):
+        raise ValueError(f"{len(weights)} weights for {len(rankings)} rankings")
+    ids = union(rankings)
+    fused = np.zeros(len(ids), np.float64)
+    for (r_ids, r_scores), weight in zip(rankings, weights, strict=True):
+        at = np.searchsorted(ids, r_ids)
+        fused[at] += weight / (k + ranks(r_ids, r_scores, ties))
+    return ids, fused
 
 
 def reciprocal_rank_fusion(
     rankings: Sequence[Mapping[K, float]], k: float = 60.0, weights: Sequence[float] | None = None
 ) -> dict[K, float]:
-    """Fuse score maps by reciprocal rank; ``weights`` scale each ranking's votes (default 1)."""
-    weights = weights if weights is not None else [1.0] * len(rankings)
-    if len(weights) != len(rankings):
-        raise ValueError(f"{len(weights)} weights for {len(rankings)} rankings")
-    fused: dict[K, float] = {}
-    for ranking, weight in zip(rankings, weights, strict=True):
-        for rank, (key, _) in enumerate(rank_items(ranking.items()), start=1):
-            fused[key] = fused.get(key, 0.0) + weight / (k + rank)
-    return fused
+    """Fuse score maps by reciprocal rank; ``weights`` scale each ranking's votes (default 1).
+    Tied scores are ranked by key, descending (trec_eval's order)."""
+    keys, arrays = encode_keys(rankings)
+    return decode(
+        keys, rrf_arrays(arrays, k, weights if weights is not None else [1.0] * len(rankings), "id")
+    )

@@ -18,31 +18,54 @@ Examples
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
+import numpy as np
+import numpy.typing as npt
+
+from densa.fuse.arrays import Ranking, decode, encode_keys, union
 from densa.types import K
 
-__all__ = ["Normalization", "normalize_scores", "weighted_fusion"]
+__all__ = ["Normalization", "normalize", "normalize_scores", "weighted_arrays", "weighted_fusion"]
 
 Normalization = Literal["minmax", "zscore"]
 
 
-def normalize_scores(scores: Mapping[K, float], method: Normalization) -> dict[K, float]:
+def normalize(scores: npt.NDArray[np.float64], method: Normalization) -> npt.NDArray[np.float64]:
     """One ranking's scores on the common scale (an all-equal ranking maps to 1 / 0)."""
-    if not scores:
-        return {}
-    values = list(scores.values())
+    if not len(scores):
+        return scores
+    scores = np.asarray(scores, np.float64)
     if method == "minmax":
-        low, high = min(values), max(values)
-        span = high - low
-        return {key: (s - low) / span if span > 0 else 1.0 for key, s in scores.items()}
+        low, span = scores.min(), scores.max() - scores.min()
+        return (scores - low) / span if span > 0 else np.ones_like(scores)
     if method == "zscore":
-        mean = sum(values) / len(values)
-        std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
-        return {key: (s - mean) / std if std > 0 else 0.0 for key, s in scores.items()}
+        std = scores.std()
+        return (scores - scores.mean()) / std if std > 0 else np.zeros_like(scores)
     raise ValueError(f"unknown normalisation {method!r}")
+
+
+def normalize_scores(scores: Mapping[K, float], method: Normalization) -> dict[K, float]:
+    """:func:`normalize` on a ``{key: score}`` map."""
+    values = normalize(np.fromiter(scores.values(), np.float64, len(scores)), method)
+    return dict(zip(scores, values.tolist(), strict=True))
+
+
+def weighted_arrays(
+    rankings: Sequence[Ranking], weights: Sequence[float], normalization: Normalization
+) -> Ranking:
+    """Weighted sum of normalised scores over the union of ``(ids, scores)`` rankings."""
+    if len(weights) != len(rankings):
+        raise ValueError(f"{len(weights)} weights for {len(rankings)} rankings")
+    ids = union(rankings)
+    fused = np.zeros(len(ids), np.float64)
+    for (r_ids, r_scores), weight in zip(rankings, weights, strict=True):
+        norm = normalize(r_scores, normalization)
+        column = np.full(len(ids), norm.min() if len(norm) else 0.0)
+        column[np.searchsorted(ids, r_ids)] = norm
+        fused += weight * column
+    return ids, fused
 
 
 def weighted_fusion(
@@ -51,13 +74,5 @@ def weighted_fusion(
     normalization: Normalization = "minmax",
 ) -> dict[K, float]:
     """Weighted sum of normalised scores over the union of the rankings' documents."""
-    if len(weights) != len(rankings):
-        raise ValueError(f"{len(weights)} weights for {len(rankings)} rankings")
-    normalized = [normalize_scores(r, normalization) for r in rankings]
-    keys = {key for r in rankings for key in r}
-    fused = dict.fromkeys(keys, 0.0)
-    for norm, weight in zip(normalized, weights, strict=True):
-        floor = min(norm.values(), default=0.0)
-        for key in keys:
-            fused[key] += weight * norm.get(key, floor)
-    return fused
+    keys, arrays = encode_keys(rankings)
+    return decode(keys, weighted_arrays(arrays, weights, normalization))

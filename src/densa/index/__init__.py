@@ -1,21 +1,33 @@
-"""Index stage: document store, vectors, BM25 and manifest in one folder."""
+"""Index stage: a document store and any number of retrieval channels, in immutable segments."""
 
-from densa.index.bm25 import BM25Config, BM25Index
-from densa.index.generation import BuildStats
-from densa.index.index import Index
-from densa.index.manifest import Manifest
-from densa.index.store import DocumentStore, Filter
+from densa.index.channels import registry
+from densa.index.channels.base import Channel, ChannelKind, UnitScores
+from densa.index.channels.bm25 import BM25Config
+from densa.index.channels.dense import DenseChannel
+from densa.index.index import DEFAULT_CHANNELS, BuildStats, Index
+from densa.index.manifest import ChannelRecord, Manifest
+from densa.index.merge import MergePolicy
+from densa.index.snapshot import Snapshot
+from densa.index.store import Filter, parse_filter
 from densa.index.vectors import IndexKind, VectorIndex, VectorIndexConfig
 
 __all__ = [
+    "DEFAULT_CHANNELS",
     "BM25Config",
-    "BM25Index",
     "BuildStats",
-    "DocumentStore",
+    "Channel",
+    "ChannelKind",
+    "ChannelRecord",
+    "DenseChannel",
     "Filter",
     "Index",
     "IndexKind",
     "Manifest",
+    "MergePolicy",
+    "Snapshot",
+    "UnitScores",
     "VectorIndex",
     "VectorIndexConfig",
+    "parse_filter",
+    "registry",
 ]

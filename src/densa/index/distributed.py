@@ -24,7 +24,7 @@ import numpy.typing as npt
 from densa._optional import require
 from densa.encode.config import EncoderConfig
 from densa.errors import DensaError
-from densa.index.generation import Pending, encode_batch
+from densa.index.encoding import Pending, encode_batch
 
 __all__ = ["DaskRunner", "dask_runner"]
 
@@ -66,7 +66,7 @@ class _Future:
 
 
 class DaskRunner:
-    """A :class:`~densa.index.generation.BatchRunner` that sends batches to Dask workers."""
+    """A :class:`~densa.index.encoding.BatchRunner` that sends batches to Dask workers."""
 
     def __init__(self, client: Any, config: EncoderConfig, fingerprint: str) -> None:
         self.client = client

@@ -1,104 +1,130 @@
-"""The index folder: document store + vectors + BM25 + manifest, built, changed and opened as one.
+"""The index folder: one document store and any number of named channels, in segments.
 
 Examples
 --------
-Build from any iterable of documents, then search by meaning::
+Build the default pair of channels (``dense`` + ``bm25``), then search with
+:class:`densa.search.Searcher`::
 
     index = Index.build(read_corpus("corpus.jsonl"), "my-index")
     index = Index.open("my-index")
-    hits = index.search(["heart attack"], k=10)[0]
+    index = index.add(read_corpus("more.jsonl"))        # one new small segment
+    index = index.delete(["doc-7"])                     # one tombstone file
+    index = index.add_channel("e5", DenseChannel(EncoderConfig(model="e5-small")))
 """
 
 from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import asdict, replace
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
-import numpy.typing as npt
+from typing import Any, Protocol, runtime_checkable
 
 from densa.chunk.chunker import ChunkConfig
-from densa.encode.config import CALIBRATION_TEXTS, Backend, EncoderConfig, EncoderSpec
-from densa.encode.encoder import Encoder, make_encoder
-from densa.encode.model_files import fingerprint, resolve_model_path
-from densa.errors import DensaError, IndexMismatchError, InputError
-from densa.index.bm25 import BM25Config, BM25Index
-from densa.index.generation import (
-    BM25_DIR,
-    DOCS_FILE,
+from densa.encode.config import CALIBRATION_TEXTS, Backend, EncoderConfig
+from densa.encode.encoder import Encoder
+from densa.errors import DensaError
+from densa.index.channels import registry
+from densa.index.channels.base import BuildJob, Channel, ChannelKind, OpenOptions
+from densa.index.channels.bm25 import BM25Config
+from densa.index.channels.dense import DenseChannel, DenseKind
+from densa.index.leases import acquire
+from densa.index.manifest import MANIFEST, ChannelRecord, Manifest, check_channel_name
+from densa.index.merge import MergePolicy
+from densa.index.shards import BUILD_DIR
+from densa.index.snapshot import Snapshot
+from densa.index.vectors import VectorIndexConfig
+from densa.index.writer import (
     LOCK_FILE,
-    VECTORS_FILE,
-    BatchRunner,
-    BuildStats,
-    GenerationWriter,
+    SegmentSource,
+    chunker_for,
+    commit,
+    delete_documents,
     dir_bytes,
-    encode_into,
+    merge_segments,
+    write_channel_parts,
     write_lock,
+    write_segment,
 )
-from densa.index.manifest import MANIFEST, Manifest
-from densa.index.shards import BUILD_DIR, ShardCache
-from densa.index.store import DocumentStore, Filter
-from densa.index.vectors import VectorIndex, VectorIndexConfig
-from densa.types import Document, Hit
+from densa.types import Document
 
-if TYPE_CHECKING:
-    from densa.rerank.reranker import Reranker
-    from densa.search.searcher import Mode, SearchConfig
+__all__ = ["DEFAULT_CHANNELS", "BuildStats", "Index"]
 
-__all__ = ["DenseScores", "Index"]
-
-#: per query: ``{row id: (score, best passage id)}``
-DenseScores = list[dict[int, tuple[float, int]]]
-
-_SPEC_FIELDS_THAT_CHANGE_VECTORS = (
-    "fingerprint",
-    "query_fingerprint",
-    "pooling",
-    "normalize",
-    "dim",
-    "max_length",
-    "query_prefix",
-    "passage_prefix",
-)
+#: The channels ``densa index`` builds unless told otherwise.
+DEFAULT_CHANNELS = ("dense", "bm25")
 
 
-def _make_encoder(encoder: Encoder | EncoderConfig | None) -> Encoder:
-    if encoder is None or isinstance(encoder, EncoderConfig):
-        return make_encoder(encoder)
-    return encoder
+@dataclass(frozen=True)
+class BuildStats:
+    """What a build or an update did: documents and passages written, documents over the
+    token limit, time, and notes for the user (e.g. the backend agreement check)."""
+
+    documents: int
+    passages: int
+    truncated: int
+    seconds: float
+    notes: tuple[str, ...] = ()
+
+    @property
+    def docs_per_second(self) -> float:
+        return self.documents / self.seconds if self.seconds > 0 else 0.0
+
+
+@runtime_checkable
+class _Distributable(Protocol):
+    """A kind that can encode on a cluster: ``runner(address)`` is a context manager
+    yielding a :class:`densa.index.encoding.BatchRunner`."""
+
+    def runner(self, address: str) -> Any: ...
+
+
+def _default_dense(records: Mapping[str, ChannelRecord]) -> str | None:
+    """The channel that ``encoder=`` / ``model=`` options and :attr:`Index.encoder` mean."""
+    if records.get("dense", ChannelRecord("", {})).kind == "dense":
+        return "dense"
+    return next((name for name, r in records.items() if r.kind == "dense"), None)
+
+
+def _configs(
+    channels: Mapping[str, Any] | None,
+    encoder: Encoder | EncoderConfig | None,
+    vectors: VectorIndexConfig | None,
+    bm25: BM25Config | None,
+) -> dict[str, Any]:
+    if channels is None:
+        return {
+            "dense": DenseChannel(encoder or EncoderConfig(), vectors or VectorIndexConfig()),
+            "bm25": bm25 or BM25Config(),
+        }
+    if encoder is not None or vectors is not None or bm25 is not None:
+        raise DensaError("give either channels= or the default pair's encoder= / vectors= / bm25=, not both")
+    if not channels:
+        raise DensaError("an index needs at least one channel")
+    for name, config in channels.items():
+        check_channel_name(name)
+        if not isinstance(getattr(config, "kind", None), str):
+            raise DensaError(f"channel {name!r}: its config needs a 'kind' naming a registered channel kind")
+    return dict(channels)
 
 
 class Index:
-    """A densa index folder opened for search and updates.
+    """A densa index folder, opened on one generation (a read-only :class:`Snapshot`).
 
-    Use :meth:`build` to create one and :meth:`open` to load one; the constructor is internal.
+    Use :meth:`build` to create one and :meth:`open` to load one; the constructor is
+    internal. An update (:meth:`add`, :meth:`delete`, :meth:`add_channel`,
+    :meth:`optimize`) commits a new generation and returns a new :class:`Index` on it
+    (sharing the unchanged segments); this object keeps reading its own generation until
+    :meth:`close`.
     """
 
-    def __init__(
-        self,
-        path: Path,
-        manifest: Manifest,
-        encoder: Encoder | None,
-        encoder_options: dict[str, Any],
-    ) -> None:
+    def __init__(self, path: Path, snapshot: Snapshot, options: OpenOptions) -> None:
         self.path = path
-        self.manifest = manifest
-        self._encoder = encoder
-        self._encoder_options = encoder_options
-        gen_dir = path / manifest.generation
-        self.store = DocumentStore(gen_dir / DOCS_FILE, read_only=True)
-        self.vectors = VectorIndex.load(gen_dir / VECTORS_FILE, manifest.vectors)
-        self.bm25 = BM25Index.load(gen_dir / BM25_DIR)
+        self.snapshot = snapshot
+        self._options = options
         self.build_stats: BuildStats | None = None
-        if len(self.bm25) != manifest.documents:
-            raise DensaError(
-                f"{path}: BM25 holds {len(self.bm25)} documents, the manifest {manifest.documents}"
-            )
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -107,6 +133,7 @@ class Index:
         documents: Iterable[Document],
         path: str | Path,
         *,
+        channels: Mapping[str, Any] | None = None,
         encoder: Encoder | EncoderConfig | None = None,
         vectors: VectorIndexConfig | None = None,
         bm25: BM25Config | None = None,
@@ -115,15 +142,16 @@ class Index:
         batch_size: int = 2048,
         progress: bool = False,
         resume: bool = True,
-        runner: BatchRunner | None = None,
+        dask: str | None = None,
+        runner: Any = None,
     ) -> Index:
-        """Encode ``documents`` and write a new index folder at ``path``.
+        """Write a new index of ``documents`` at ``path``, every channel in one segment.
 
-        Everything is written to a fresh generation folder; the manifest that makes it
-        current is written last. If reading or encoding fails half-way, the partial
-        generation is removed and whatever index was at ``path`` stays as it was. Encoded
-        batches are kept in ``path/.build/`` until the build finishes, so the same build
-        run again after a crash or kill encodes only what is missing.
+        Everything is written to a new segment; the manifest that makes it current is
+        written last. If reading or encoding fails half-way, the partial segment is removed
+        and whatever index was at ``path`` stays as it was. Encoded batches are kept in
+        ``path/.build/`` until the build finishes, so the same build run again after a
+        crash or kill encodes only what is missing.
 
         Parameters
         ----------
@@ -131,86 +159,82 @@ class Index:
             Any iterable, e.g. :func:`densa.corpus.read_corpus`; consumed once, in batches.
         path
             The index folder to create.
-        encoder
-            An :class:`Encoder`, or the configuration of one (default: bundled MiniLM).
-        vectors
-            Which FAISS index to build (default exact inner product).
-        bm25
-            BM25 parameters of the keyword index built alongside.
+        channels
+            ``{name: config}``: :class:`~densa.index.channels.dense.DenseChannel`,
+            :class:`BM25Config`, or any registered kind's config. Default: ``dense`` and
+            ``bm25``, set by ``encoder``, ``vectors`` and ``bm25``.
+        encoder, vectors, bm25
+            The default pair's encoder (an :class:`Encoder` or its config; ``openvino-int8``
+            is calibrated on the corpus's first passages), FAISS kind, BM25 settings.
         chunking
             Split documents longer than ``chunking.max_tokens`` into passages (default: one
             passage per document, truncated at the model's limit and counted).
         overwrite
-            Replace an existing index at ``path``.
+            Replace an existing index at ``path`` (readers of it keep their generation).
         batch_size
             Documents read, stored and encoded per step.
         progress
             Show a progress bar.
         resume
             Reuse (and keep) encoded shards of an interrupted build with the same settings.
+        dask
+            Encode on Dask: a scheduler address, or ``local:N`` for N local workers.
         runner
-            Where batches are encoded (default: this process); see
-            :func:`densa.index.distributed.dask_runner`.
+            Encode the default dense channel with this
+            :class:`~densa.index.encoding.BatchRunner` (overrides ``dask``).
         """
         path = Path(path)
-        if (path / MANIFEST).exists() and not overwrite:
-            raise DensaError(
-                f"an index already exists at {path}; pass overwrite=True (--overwrite) to replace it"
-            )
-        leftovers = {BUILD_DIR, LOCK_FILE}  # an interrupted build leaves these (and gen-* folders)
-        if (
-            path.exists()
-            and not (path / MANIFEST).exists()
-            and any(p.name not in leftovers and not p.name.startswith("gen-") for p in path.iterdir())
-        ):
-            raise DensaError(f"{path} exists and is not a densa index; choose an empty or new folder")
-        enc = _make_encoder(encoder)
-        vector_config = vectors or VectorIndexConfig()
-        bm25_config = bm25 or BM25Config()
-        created_dir = not path.exists()
-        path.mkdir(parents=True, exist_ok=True)
+        _check_target(path, overwrite)
+        configs = _configs(channels, encoder, vectors, bm25)
         start = time.perf_counter()
+        docs = _Peekable(documents)
+        kinds = {name: registry.get(c.kind).from_config(c, docs.texts) for name, c in configs.items()}
+        records = {name: ChannelRecord(configs[name].kind, kind.settings()) for name, kind in kinds.items()}
+        chunker = chunker_for(kinds, chunking)
         signature = {
-            "encoder": enc.spec.to_dict(),
-            "chunking": None if chunking is None else asdict(chunking),
+            "channels": {n: r.to_dict() for n, r in records.items()},
+            "chunking": chunking,
             "batch_size": batch_size,
         }
-        shards = ShardCache(path, signature) if resume else None
+        created_dir = not path.exists()
         try:
-            with write_lock(path), GenerationWriter(path, base=None) as writer:
-                vecs = VectorIndex.create(enc.spec.dim, vector_config)
-                added = encode_into(
-                    writer.store,
-                    vecs,
-                    enc,
-                    documents,
-                    chunking,
-                    batch_size,
-                    progress,
-                    shards=shards,
-                    runner=runner,
+            with ExitStack() as stack, _progress_bar(progress, "indexing") as bar:
+                runners = _runners(stack, kinds, dask, runner)
+                current = stack.enter_context(write_lock(path))
+                number = current.next_segment if current is not None else 1
+
+                def job(name: str) -> BuildJob:
+                    resume_dir = path / BUILD_DIR / name if resume else None
+                    return BuildJob(
+                        resume_dir=resume_dir, signature=_jsonable(signature), runner=runners.get(name)
+                    )
+
+                source = SegmentSource(f"seg-{number:06d}", 0, 0)
+                segment = write_segment(
+                    path, source, docs, kinds, chunker, batch_size=batch_size, jobs=job, progress=bar
                 )
                 manifest = Manifest(
-                    encoder=enc.spec,
-                    vectors=vector_config,
-                    bm25=bm25_config,
+                    generation=current.generation + 1 if current is not None else 1,
+                    channels=records,
+                    segments=(segment,),
                     chunking=chunking,
-                    generation=writer.generation,
-                    documents=0,
-                    passages=0,
-                    truncated=added.truncated,
+                    next_row=segment.rows,
+                    next_passage=segment.passages,
+                    next_segment=number + 1,
                 )
-                writer.commit(manifest, vecs, bm25_config)
+                if not segment.rows:
+                    raise DensaError("no documents to index")
+                commit(path, manifest)
         except BaseException:
-            nothing_kept = not any((path / BUILD_DIR).glob("shard-*"))
+            nothing_kept = not any((path / BUILD_DIR).rglob("shard-*"))
             if created_dir and path.exists() and not (path / MANIFEST).exists() and nothing_kept:
                 shutil.rmtree(path, ignore_errors=True)
             raise
-        if shards is not None:
-            shards.clear()
-        opened = cls.open(path, encoder=enc)
+        shutil.rmtree(path / BUILD_DIR, ignore_errors=True)
+        opened = cls._open(path, OpenOptions(), kinds)
+        notes = tuple(note for kind in kinds.values() for note in getattr(kind, "notes", ()))
         opened.build_stats = BuildStats(
-            added.documents, added.passages, added.truncated, time.perf_counter() - start
+            segment.rows, segment.passages, _truncated(segment.parts), time.perf_counter() - start, notes
         )
         return opened
 
@@ -226,236 +250,413 @@ class Index:
         batch_size: int = 32,
         backend: Backend | None = None,
     ) -> Index:
-        """Open an index folder for search.
+        """Open an index folder on its current generation.
 
         Parameters
         ----------
         encoder
-            Use this encoder for queries; it must match the one the index was built with.
+            Encode the default dense channel's queries with this encoder; it must match the
+            one the index was built with.
         model
-            Load the query encoder from this folder instead of the recorded one (it must be
-            the same model, e.g. moved); a different model raises :class:`IndexMismatchError`.
+            Load the default dense channel's encoder from this folder instead of the recorded
+            one (it must be the same model, e.g. moved); a different model raises
+            :class:`~densa.errors.IndexMismatchError`.
         device, batch_size
-            Options for the encoder loaded from the manifest.
+            Options for the encoders loaded from the manifest.
         backend
             Encode queries on this backend instead of the one the index was built with
             (e.g. ``openvino`` for lower latency); the vectors it makes are checked to be
-            the same model's, not compared value by value.
+            the same model's, not compared value by value. ``openvino-int8`` is calibrated
+            on the index's first stored documents if the model never was.
         """
         path = Path(path)
-        manifest = Manifest.read(path)
-        spec = manifest.encoder
-        if encoder is not None:
-            _check_same_encoder(path, spec, encoder.spec)
-        options: dict[str, Any] = {"device": device, "batch_size": batch_size, "backend": backend}
-        if model is not None:
-            got = fingerprint(resolve_model_path(model))
-            if got != spec.fingerprint:
-                raise IndexMismatchError(
-                    f"index {path} was built with model {spec.model!r} (fingerprint {spec.fingerprint}); "
-                    f"{model!r} is a different model (fingerprint {got}). Rebuild the index with it."
-                )
-            options["model"] = model
-        index = cls(path, manifest, encoder, options)
-        if len(index.vectors) != manifest.passages:
-            raise DensaError(
-                f"{path}: {len(index.vectors)} vectors but the manifest counts {manifest.passages}"
-            )
-        return index
+        options = OpenOptions(
+            encoder=encoder,
+            model=model,
+            device=device,
+            batch_size=batch_size,
+            backend=backend,
+            calibration=lambda: _stored_texts(path),
+        )
+        return cls._open(path, options, {})
+
+    @classmethod
+    def _open(
+        cls,
+        path: Path,
+        options: OpenOptions,
+        kinds: Mapping[str, ChannelKind],
+        readers: Mapping[str, Any] | None = None,
+        previous: Mapping[str, ChannelRecord] | None = None,
+    ) -> Index:
+        manifest, lease = acquire(path)
+        try:
+            resolved = _resolve_kinds(manifest.channels, options, kinds, previous)
+            snapshot = Snapshot(path, manifest, lease, resolved, readers)
+        except BaseException:
+            lease.release()
+            raise
+        return cls(path, snapshot, options)
+
+    def _reopen(
+        self,
+        kinds: Mapping[str, ChannelKind] | None = None,
+        records: Mapping[str, ChannelRecord] | None = None,
+    ) -> Index:
+        """The current generation, sharing this snapshot's open segments and loaded models."""
+        return Index._open(
+            self.path,
+            self._options,
+            kinds if kinds is not None else self.snapshot.kinds,
+            self.snapshot.readers,
+            records if records is not None else self.manifest.channels,
+        )
+
+    def refresh(self) -> Index:
+        """This index if it is still the current generation, else a new :class:`Index` on the
+        current one (sharing unchanged segments); e.g. after another process wrote to it."""
+        if Manifest.read(self.path).generation == self.manifest.generation:
+            return self
+        return self._reopen()
+
+    # ------------------------------------------------------------------ state
+    @property
+    def manifest(self) -> Manifest:
+        return self.snapshot.manifest
+
+    @property
+    def channels(self) -> Mapping[str, ChannelRecord]:
+        """Channel name -> its kind and settings, in manifest order."""
+        return self.manifest.channels
+
+    def kind(self, name: str) -> ChannelKind:
+        if name not in self.snapshot.kinds:
+            raise DensaError(f"no channel {name!r} in {self.path} (channels: {', '.join(self.channels)})")
+        return self.snapshot.kinds[name]
+
+    def channel(self, name: str) -> Channel:
+        """Channel ``name``'s searcher over this generation."""
+        return self.snapshot.channel(name)
+
+    @property
+    def default_dense(self) -> str:
+        name = _default_dense(self.channels)
+        if name is None:
+            raise DensaError(f"{self.path} has no dense channel (channels: {', '.join(self.channels)})")
+        return name
 
     @property
     def encoder(self) -> Encoder:
-        """The encoder, loaded on first use from the manifest's spec."""
-        if self._encoder is None:
-            spec = self.manifest.encoder
-            config = spec.to_config(
-                batch_size=self._encoder_options["batch_size"], device=self._encoder_options["device"]
-            )
-            if "model" in self._encoder_options:
-                config = replace(config, model=self._encoder_options["model"])
-            if self._encoder_options.get("backend") is not None:
-                config = replace(config, backend=self._encoder_options["backend"])
-            encoder = make_encoder(config, calibration=self.calibration_texts)
-            _check_same_encoder(self.path, spec, encoder.spec)
-            self._encoder = encoder
-        return self._encoder
+        """The default dense channel's encoder, loaded on first use."""
+        kind = self.kind(self.default_dense)
+        assert isinstance(kind, DenseKind)
+        return kind.encoder
 
     def use_encoder(self, encoder: Encoder) -> None:
-        """Encode queries with ``encoder`` from now on (e.g. the loaded one wrapped in a lock);
-        it must be the index's model, as for :meth:`open`."""
-        _check_same_encoder(self.path, self.manifest.encoder, encoder.spec)
-        self._encoder = encoder
+        """Encode the default dense channel's queries with ``encoder`` from now on (e.g. the
+        loaded one wrapped in a lock); it must be the index's model, as for :meth:`open`."""
+        kind = self.kind(self.default_dense)
+        assert isinstance(kind, DenseKind)
+        kind.use_encoder(encoder)
 
     def calibration_texts(self) -> list[str]:
         """The first stored documents' texts: what calibrates ``openvino-int8`` for queries on
         an index built with another backend."""
-        return [doc.full_text for _, doc in islice(self.store.iter_documents(), CALIBRATION_TEXTS)]
+        return self.snapshot.first_texts(CALIBRATION_TEXTS)
 
     def close(self) -> None:
-        self.store.close()
+        self.snapshot.close()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __len__(self) -> int:
         return self.manifest.documents
 
     def get(self, doc_id: str) -> Document | None:
-        """The stored document with this id, or ``None``."""
-        return self.store.get(doc_id)
+        """The live document with this id, or ``None``."""
+        return self.snapshot.get(doc_id)
 
-    # ---------------------------------------------------------------- updates
-    def add(self, documents: Iterable[Document], *, batch_size: int = 2048, progress: bool = False) -> Index:
-        """Add documents (vectors, BM25 and store together) and return the updated index.
-
-        The change is written as a new generation and made current atomically; an id
-        that is already in the index is an error and changes nothing.
-        """
-        with write_lock(self.path), GenerationWriter(self.path, base=self._fresh_manifest()) as writer:
-            vecs = VectorIndex.load(writer.base_dir / VECTORS_FILE, self.manifest.vectors)
-            added = encode_into(
-                writer.store, vecs, self.encoder, documents, self.manifest.chunking, batch_size, progress
-            )
-            manifest = writer.base_manifest.evolve(truncated=writer.base_manifest.truncated + added.truncated)
-            writer.commit(manifest, vecs, self.manifest.bm25)
-        updated = Index.open(self.path, encoder=self.encoder)
-        updated.build_stats = BuildStats(added.documents, added.passages, added.truncated, 0.0)
-        return updated
-
-    def delete(self, ids: Sequence[str]) -> Index:
-        """Delete documents by id and return the updated index; unknown ids are an error."""
-        with write_lock(self.path), GenerationWriter(self.path, base=self._fresh_manifest()) as writer:
-            rids = writer.store.rids_of(list(ids))
-            missing = [i for i in ids if i not in rids]
-            if missing:
-                raise InputError(str(self.path), None, f"no such document id(s): {missing[:5]}")
-            vecs = VectorIndex.load(writer.base_dir / VECTORS_FILE, self.manifest.vectors)
-            vecs.remove(writer.store.pids_of_rids(rids.values()))
-            writer.store.remove(list(rids.values()))
-            writer.commit(writer.base_manifest.evolve(), vecs, self.manifest.bm25)
-        return Index.open(self.path, encoder=self._encoder)
-
-    def _fresh_manifest(self) -> Manifest:
-        current = Manifest.read(self.path)
-        if current.generation != self.manifest.generation:
-            raise DensaError(f"{self.path} was changed by another writer; open it again before updating")
-        return current
-
-    # ----------------------------------------------------------------- search
-    def search(
-        self,
-        queries: Sequence[str],
-        k: int = 10,
-        *,
-        mode: Mode = "dense",
-        filter: Filter | None = None,
-        config: SearchConfig | None = None,
-        reranker: Reranker | None = None,
-    ) -> list[list[Hit]]:
-        """Top-``k`` hits for each query, best first.
-
-        Parameters
-        ----------
-        queries
-            Query texts (a single string is treated as one query).
-        k
-            Hits per query (fewer when fewer documents match).
-        mode
-            ``dense``, ``bm25`` or ``hybrid`` (ignored when ``config`` is given).
-        filter
-            Only documents whose metadata has every ``field: value`` of this mapping.
-        config, reranker
-            Full search configuration and an optional cross-encoder; see
-            :class:`densa.search.Searcher`.
-        """
-        from densa.search.searcher import SearchConfig, Searcher
-
-        if isinstance(queries, str):
-            queries = [queries]
-        searcher = Searcher(self, config or SearchConfig(mode=mode), reranker=reranker)
-        return searcher.hits(list(queries), k, filter=filter)
-
-    def allowed(self, filter: Filter | None) -> set[int] | None:
-        """Row ids passing ``filter`` (``None`` when there is no filter)."""
-        return None if not filter else self.store.matching(filter)
-
-    def dense_scores(
-        self,
-        query_vectors: npt.NDArray[np.float32],
-        k: int,
-        allowed: Collection[int] | None = None,
-        *,
-        aggregate: str = "max",
-        top_passages: int = 3,
-    ) -> DenseScores:
-        """Top-``k`` documents per query vector, a document scored by its passages.
-
-        Parameters
-        ----------
-        query_vectors
-            Shape ``(n, dim)``.
-        allowed
-            Row ids that may be returned (``None``: all).
-        aggregate
-            ``max``: the best passage's score. ``sum``: the sum of its ``top_passages`` best.
-        """
-        chunked = self.manifest.passages > self.manifest.documents
-        pids = None if allowed is None else self.store.pids_of_rids(allowed)
-        want = min(k * 4 + 16, self.manifest.passages) if chunked else k
-        while True:
-            scores, ids = self.vectors.search(query_vectors, want, allowed=pids)
-            passages = self.store.passages(int(i) for i in ids.ravel() if i >= 0)
-            results = [
-                _aggregate(row_s, row_i, passages, aggregate, top_passages)
-                for row_s, row_i in zip(scores, ids, strict=True)
-            ]
-            if not chunked or want >= self.manifest.passages or all(len(r) >= k for r in results):
-                return [dict(sorted(r.items(), key=lambda kv: -kv[1][0])[:k]) for r in results]
-            want = min(want * 4, self.manifest.passages)
-
-    def bm25_scores(
-        self, texts: Sequence[str], k: int, allowed: Collection[int] | None = None
-    ) -> list[dict[int, float]]:
-        """BM25 top-``k`` ``{row id: score}`` per query text."""
-        return self.bm25.search(texts, k, allowed)
-
-    def passage_text(self, pid: int) -> str:
-        """The text span of one passage."""
-        rid, start, end = self.store.passages([pid])[pid]
-        doc = self.store.get_many([rid])[rid]
-        return doc.text[start:end]
+    def check(self) -> dict[str, Any]:
+        """Open every channel's part in every segment (each checks its size against the
+        segment's documents or passages, raising :class:`DensaError` on a mismatch) and return
+        the live counts: ``documents``, ``passages``, ``segments`` and per channel its units."""
+        units = {}
+        for name in self.channels:
+            self.channel(name)
+            unit = self.kind(name).unit
+            units[name] = self.manifest.passages if unit == "passage" else self.manifest.documents
+        return {
+            "documents": self.manifest.documents,
+            "passages": self.manifest.passages,
+            "segments": len(self.manifest.segments),
+            "channels": units,
+        }
 
     def info(self) -> dict[str, Any]:
-        """The manifest plus on-disk size, as shown by ``densa info``."""
+        """The manifest plus sizes, as shown by ``densa info``."""
         data = self.manifest.to_dict()
         data["path"] = str(self.path)
-        data["bytes"] = {**data["bytes"], "on_disk": dir_bytes(self.path / self.manifest.generation)}
+        data["bytes"] = {
+            "store": sum(s.store_bytes for s in self.manifest.segments),
+            **{name: self.manifest.channel_stat(name, "bytes") for name in self.channels},
+            "on_disk": dir_bytes(self.path),
+        }
         return data
 
+    # ---------------------------------------------------------------- updates
+    @contextmanager
+    def _writing(self) -> Iterator[tuple[Manifest, Snapshot]]:
+        """The writer lock, and a snapshot of the current generation (which may be newer than
+        this object's) whose readers the reopened index reuses."""
+        with write_lock(self.path) as current:
+            if current is None:
+                raise DensaError(f"{self.path} is not a densa index any more")
+            kinds = _resolve_kinds(
+                current.channels, self._options, self.snapshot.kinds, self.manifest.channels
+            )
+            working = Snapshot(self.path, current, None, kinds, self.snapshot.readers)
+            try:
+                yield current, working
+            finally:
+                working.close()
 
-def _aggregate(
-    scores: npt.NDArray[np.float32],
-    ids: npt.NDArray[np.int64],
-    passages: dict[int, tuple[int, int, int]],
-    how: str,
-    top: int,
-) -> dict[int, tuple[float, int]]:
-    per_doc: dict[int, list[tuple[float, int]]] = {}
-    for score, pid in zip(scores, ids, strict=True):
-        if pid >= 0 and int(pid) in passages:
-            per_doc.setdefault(passages[int(pid)][0], []).append((float(score), int(pid)))
-    out: dict[int, tuple[float, int]] = {}
-    for rid, found in per_doc.items():
-        found.sort(key=lambda sp: -sp[0])
-        value = found[0][0] if how == "max" else sum(s for s, _ in found[:top])
-        out[rid] = (value, found[0][1])
+    def add(
+        self,
+        documents: Iterable[Document],
+        *,
+        batch_size: int = 2048,
+        progress: bool = False,
+        merge: bool = True,
+    ) -> Index:
+        """Add documents as one new segment (every channel) and return the updated index.
+
+        An id that is already live in the index is an error and changes nothing. With
+        ``merge``, small segments are then merged as :class:`MergePolicy` says.
+        """
+        start = time.perf_counter()
+        with self._writing() as (current, working), _progress_bar(progress, "adding") as bar:
+            source = SegmentSource(
+                f"seg-{current.next_segment:06d}", current.next_row, current.next_passage, working.locate
+            )
+            chunker = chunker_for(working.kinds, current.chunking)
+            segment = write_segment(
+                self.path,
+                source,
+                documents,
+                working.kinds,
+                chunker,
+                batch_size=batch_size,
+                jobs=lambda name: BuildJob(bulk=False),
+                progress=bar,
+            )
+            if not segment.rows:
+                shutil.rmtree(self.path / "segments" / segment.name, ignore_errors=True)
+            else:
+                manifest = commit(
+                    self.path,
+                    current.evolve(
+                        segments=(*current.segments, segment),
+                        next_row=current.next_row + segment.rows,
+                        next_passage=current.next_passage + segment.passages,
+                        next_segment=current.next_segment + 1,
+                    ),
+                )
+                if merge:
+                    self._merge_while_needed(manifest, working, MergePolicy())
+        updated = self._reopen()
+        updated.build_stats = BuildStats(
+            segment.rows, segment.passages, _truncated(segment.parts), time.perf_counter() - start
+        )
+        return updated
+
+    def delete(self, ids: Sequence[str], *, merge: bool = True) -> Index:
+        """Delete documents by id (tombstones) and return the updated index; an unknown id is
+        an error and changes nothing."""
+        if isinstance(ids, str):
+            ids = [ids]
+        with self._writing() as (current, working):
+            manifest = commit(self.path, delete_documents(self.path, current, working.readers, ids))
+            if merge:
+                self._merge_while_needed(manifest, working, MergePolicy())
+        return self._reopen()
+
+    def optimize(self) -> Index:
+        """Merge every segment into one, without deleted documents, each channel's part of its
+        configured kind (``densa optimize``)."""
+        with self._writing() as (current, working):
+            if (
+                len(current.segments) > 1
+                or any(s.deleted for s in current.segments)
+                or _has_delta_parts(current)
+            ):
+                self._merge(current, working, [s.name for s in current.segments], bulk=True)
+        return self._reopen()
+
+    def _merge(self, manifest: Manifest, working: Snapshot, names: list[str], *, bulk: bool) -> Manifest:
+        merged = merge_segments(self.path, manifest, working.readers, working.kinds, names, bulk=bulk)
+        return commit(self.path, merged)
+
+    def _merge_while_needed(self, manifest: Manifest, working: Snapshot, policy: MergePolicy) -> None:
+        while (names := policy.find_merge(manifest.segments)) is not None:
+            step = Snapshot(self.path, manifest, None, working.kinds, working.readers)  # + the new segments
+            try:
+                manifest = self._merge(manifest, step, names, bulk=False)
+            finally:
+                step.close()
+
+    def add_channel(
+        self, name: str, config: Any, *, batch_size: int = 2048, progress: bool = False, resume: bool = True
+    ) -> Index:
+        """Add channel ``name`` (any registered kind's config) to every segment, from the stored
+        texts, without touching the other channels; returns the updated index."""
+        check_channel_name(name)
+        if name in Manifest.read(self.path).channels:
+            raise DensaError(f"{self.path} already has a channel named {name!r}")
+        start = time.perf_counter()
+        kind = registry.get(config.kind).from_config(config, self.calibration_texts)
+        record = ChannelRecord(config.kind, kind.settings())
+        signature = {
+            "channel": record.to_dict(),
+            "chunking": self.manifest.chunking,
+            "batch_size": batch_size,
+        }
+        with self._writing() as (current, working), _progress_bar(progress, f"adding channel {name}") as bar:
+            if name in current.channels:
+                raise DensaError(f"{self.path} already has a channel named {name!r}")
+
+            def job(part: str) -> BuildJob:
+                folder = self.path / BUILD_DIR / f"add-channel-{part}" if resume else None
+                return BuildJob(resume_dir=folder, signature=_jsonable(signature))
+
+            stats = write_channel_parts(
+                self.path, current, working.readers, name, kind, job, batch_size=batch_size, progress=bar
+            )
+            segments = tuple(replace(s, parts={**s.parts, name: stats[s.name]}) for s in current.segments)
+            commit(self.path, current.evolve(channels={**current.channels, name: record}, segments=segments))
+        shutil.rmtree(self.path / BUILD_DIR, ignore_errors=True)
+        updated = self._reopen({**self.snapshot.kinds, name: kind}, {**self.channels, name: record})
+        updated.build_stats = BuildStats(
+            current.documents,
+            current.passages,
+            _truncated(stats.values()),
+            time.perf_counter() - start,
+            tuple(getattr(kind, "notes", ())),
+        )
+        return updated
+
+
+# ------------------------------------------------------------------------ helpers
+class _Peekable:
+    """Documents to index, whose first ones can be looked at (``texts``) before indexing
+    starts, read only if someone asks (a crash in them then happens before any work)."""
+
+    def __init__(self, documents: Iterable[Document]) -> None:
+        self._it = iter(documents)
+        self._head: list[Document] | None = None
+
+    def texts(self) -> list[str]:
+        if self._head is None:
+            self._head = list(islice(self._it, CALIBRATION_TEXTS))
+        return [d.full_text for d in self._head]
+
+    def __iter__(self) -> Iterator[Document]:
+        yield from self._head or ()
+        yield from self._it
+
+
+def _check_target(path: Path, overwrite: bool) -> None:
+    if path.exists() and not path.is_dir():
+        raise DensaError(f"{path} exists and is not a folder; choose an empty or new folder")
+    if (path / MANIFEST).exists() and not overwrite:
+        raise DensaError(
+            f"an index already exists at {path}; pass overwrite=True (--overwrite) to replace it"
+        )
+    leftovers = {BUILD_DIR, LOCK_FILE, "segments", "commits"}  # an interrupted build leaves these
+    if (
+        path.exists()
+        and not (path / MANIFEST).exists()
+        and any(p.name not in leftovers for p in path.iterdir())
+    ):
+        raise DensaError(f"{path} exists and is not a densa index; choose an empty or new folder")
+
+
+def _resolve_kinds(
+    records: Mapping[str, ChannelRecord],
+    options: OpenOptions,
+    known: Mapping[str, ChannelKind],
+    previous: Mapping[str, ChannelRecord] | None,
+) -> dict[str, ChannelKind]:
+    """A kind per channel: the already loaded one when its record is unchanged (keeps its
+    loaded model), else rebuilt from the manifest."""
+    default = _default_dense(records)
+    if options.encoder is not None and default is None:
+        raise DensaError("an encoder was given but the index has no dense channel")
+    out: dict[str, ChannelKind] = {}
+    for name, record in records.items():
+        if name in known and (previous is None or previous.get(name) == record):
+            out[name] = known[name]
+            continue
+        mine = options if name == default else replace(options, encoder=None, model=None)
+        out[name] = registry.get(record.kind).from_settings(record.settings, mine)
     return out
 
 
-def _check_same_encoder(path: Path, built: EncoderSpec, given: EncoderSpec) -> None:
-    differences = [
-        f"{name}: index has {getattr(built, name)!r}, encoder has {getattr(given, name)!r}"
-        for name in _SPEC_FIELDS_THAT_CHANGE_VECTORS
-        if getattr(built, name) != getattr(given, name)
-    ]
-    if differences:
-        raise IndexMismatchError(
-            f"index {path} was built with another encoder ({built.model!r}): " + "; ".join(differences)
-        )
+def _runners(
+    stack: ExitStack, kinds: Mapping[str, ChannelKind], dask: str | None, runner: Any
+) -> dict[str, Any]:
+    default = next((n for n, k in kinds.items() if isinstance(k, DenseKind)), None)
+    if runner is not None and default is not None:
+        return {default: runner}
+    if dask is None:
+        return {}
+    return {
+        name: stack.enter_context(kind.runner(dask))
+        for name, kind in kinds.items()
+        if isinstance(kind, _Distributable)
+    }
+
+
+@contextmanager
+def _progress_bar(show: bool, what: str) -> Iterator[Any]:
+    from tqdm.auto import tqdm
+
+    with tqdm(desc=what, unit="doc", disable=not show, dynamic_ncols=True) as bar:
+        yield bar.update
+
+
+def _truncated(parts: Iterable[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]]) -> int:
+    values = parts.values() if isinstance(parts, Mapping) else parts
+    return sum(int(p.get("truncated", 0)) for p in values)
+
+
+def _has_delta_parts(manifest: Manifest) -> bool:
+    """Whether some dense part is stored exactly because it was small (an update's segment)."""
+    for segment in manifest.segments:
+        for name, stats in segment.parts.items():
+            configured = manifest.channels[name].settings.get("vectors", {}).get("kind")
+            if configured is not None and stats.get("kind") not in (None, configured):
+                return True
+    return False
+
+
+def _jsonable(value: Any) -> Any:
+    from dataclasses import asdict, is_dataclass
+
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _stored_texts(path: Path) -> list[str]:
+    manifest, lease = acquire(path)
+    snapshot = Snapshot(path, manifest, lease, {})
+    try:
+        return snapshot.first_texts(CALIBRATION_TEXTS)
+    finally:
+        snapshot.close()

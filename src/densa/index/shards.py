@@ -1,7 +1,7 @@
 """Encoded shards: what makes a build resumable.
 
 While ``densa index`` runs, every encoded batch of passages is written to
-``INDEX/.build/shard-NNNNNN.npy`` with a small JSON record (written last, after an atomic
+``INDEX/.build/<channel>/shard-NNNNNN.npy`` with a small JSON record (written last, after an atomic
 rename of the vectors). If the process is killed, running the same command again reuses
 every finished shard whose passages are unchanged (same ids, same texts: a digest is
 checked) and encodes only the rest. A finished build removes ``.build/``.
@@ -46,8 +46,8 @@ def _atomic_write_text(path: Path, text: str) -> None:
 class ShardCache:
     """Finished batches of one build, keyed by batch number and checked by digest."""
 
-    def __init__(self, index_dir: Path, signature: dict[str, Any]) -> None:
-        self.dir = index_dir / BUILD_DIR
+    def __init__(self, folder: Path, signature: dict[str, Any]) -> None:
+        self.dir = folder
         wanted = json.dumps(signature, sort_keys=True)
         found = self.dir / _SIGNATURE
         if found.is_file() and found.read_text(encoding="utf-8") != wanted:

@@ -1,4 +1,4 @@
-"""Vector indexes on FAISS, one :class:`VectorIndex` over several kinds.
+"""Vector indexes on FAISS: one :class:`VectorIndex` over several kinds.
 
 =============  ===========================================  =========================
 kind           FAISS                                         stores
@@ -14,16 +14,17 @@ kind           FAISS                                         stores
                top ``rescore * k`` rescored with floats
 =============  ===========================================  =========================
 
-Vectors live under integer ids (``IndexIDMap2``), so results map back to passages and
-vectors can be removed. Scores are inner products (the encoder L2-normalises for cosine).
-The lossy and trained kinds also keep the float vectors on disk (memory-mapped), used to
-train IVF, to rescore binary candidates, to rebuild after deletes, and for exact search
-under metadata filters (an IVF probe could miss allowed documents).
+A :class:`VectorIndex` is immutable, like the segment it belongs to: it is built once from
+all its vectors, whose rows ``0 .. n-1`` are its ids. Scores are inner products (the
+encoder L2-normalises for cosine). The lossy kinds also keep the float vectors on disk
+(memory-mapped), to rescore candidates, to merge segments without re-encoding, and for
+exact search under selective masks (an IVF probe or a graph walk could miss allowed rows).
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -38,14 +39,13 @@ __all__ = ["IndexKind", "VectorIndex", "VectorIndexConfig"]
 
 IndexKind = Literal["flat", "hnsw", "hnsw-sq8", "ivf-flat", "ivf-sq8", "ivf-pq", "binary"]
 _EXACT = ("flat", "hnsw")  # the FAISS index itself holds the exact float vectors
-_REMOVABLE = ("flat", "ivf-flat", "ivf-sq8", "ivf-pq")  # FAISS can remove ids in place
-_TRAINED = ("hnsw-sq8", "ivf-flat", "ivf-sq8", "ivf-pq")  # need the vectors before the first add
 _RESCORED = ("binary", "ivf-pq")  # coarse candidates re-ranked with the exact float vectors
-_EXACT_FILTER_LIMIT = 20_000  # filters allowing at most this many ids are scored exactly
-_RAW, _RAW_IDS = "raw-vectors.npy", "raw-ids.npy"
+_EXACT_MASK_LIMIT = 20_000  # masks allowing at most this many rows are scored exactly
+_FAISS, _RAW, _META = "vectors.faiss", "raw-vectors.npy", "vectors.json"
 
 Vectors = npt.NDArray[np.float32]
-Ids = npt.NDArray[np.int64]
+Rows = npt.NDArray[np.int64]
+Mask = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,12 @@ class VectorIndexConfig:
         PQ sub-quantisers, i.e. bytes per vector (``None``: ``dim / 8``); must divide ``dim``.
     rescore
         Binary and IVF-PQ: candidates rescored with the float vectors, as a multiple of ``k``.
+    exact_below
+        A segment written by an update (``add``, or a merge) with fewer vectors than this is
+        stored exactly (``flat``) whatever ``kind`` says, as Milvus keeps growing segments and
+        Qdrant segments under its ``indexing_threshold``: a small exact search costs about as
+        much as a graph walk, and IVF/PQ cannot be trained on a few vectors. A build and
+        ``densa optimize`` always make ``kind``.
     """
 
     kind: IndexKind = "flat"
@@ -77,6 +83,7 @@ class VectorIndexConfig:
     nprobe: int = 32
     pq_m: int | None = None
     rescore: int = 10
+    exact_below: int = 20_000
 
     def __post_init__(self) -> None:
         if self.kind not in get_args(IndexKind):
@@ -85,6 +92,8 @@ class VectorIndexConfig:
             raise ConfigError("index parameters must be positive")
         if (self.nlist is not None and self.nlist < 1) or (self.pq_m is not None and self.pq_m < 1):
             raise ConfigError("nlist and pq_m must be positive")
+        if self.exact_below < 0:
+            raise ConfigError("exact_below must be >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,6 +102,13 @@ class VectorIndexConfig:
     def from_dict(cls, data: dict[str, Any]) -> VectorIndexConfig:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
+    def check(self, dim: int) -> None:
+        """Raise if this kind cannot index vectors of ``dim`` dimensions."""
+        if self.kind == "ivf-pq" and dim % (self.pq_m or dim // 8 or 1):
+            raise ConfigError(f"pq_m={self.pq_m} must divide the dimension {dim}")
+        if self.kind == "binary" and dim % 8:
+            raise ConfigError("binary indexes need a dimension divisible by 8")
+
 
 def _faiss() -> Any:
     # typed as Any: faiss's stubs lack the search-parameter and binary classes
@@ -100,76 +116,83 @@ def _faiss() -> Any:
 
 
 class VectorIndex:
-    """A FAISS index over ``(id, vector)`` pairs with inner-product search."""
+    """An immutable FAISS index over rows ``0 .. n-1``, searched by inner product."""
 
-    def __init__(
-        self, dim: int, config: VectorIndexConfig, index: Any, raw: Vectors | None, raw_ids: Ids | None
-    ) -> None:
-        self._dim = dim
+    def __init__(self, config: VectorIndexConfig, index: Any, raw: Vectors | None, dim: int) -> None:
         self.config = config
-        self._index = index  # None for an IVF kind that is not trained yet
+        self._index = index
         self._raw = raw
-        self._raw_ids = raw_ids
-        # ids sorted, and the row each sorted id sits at (float store, or id map): built on use
-        self._lookup: tuple[Ids, Ids] | None = None
+        self._dim = dim
         self._apply_search_params()
 
     # ------------------------------------------------------------ lifecycle
     @classmethod
-    def create(cls, dim: int, config: VectorIndexConfig) -> VectorIndex:
-        if config.kind == "ivf-pq" and dim % (config.pq_m or dim // 8 or 1):
-            raise ConfigError(f"pq_m={config.pq_m} must divide the dimension {dim}")
-        lossy = config.kind not in _EXACT
-        raw = np.zeros((0, dim), np.float32) if lossy else None
-        raw_ids = np.zeros(0, np.int64) if lossy else None
-        index = None if config.kind in _TRAINED else cls._new_faiss(dim, config, 0)
-        return cls(dim, config, index, raw, raw_ids)
+    def build(cls, vectors: Vectors, config: VectorIndexConfig) -> VectorIndex:
+        """Index ``vectors`` (shape ``(n, dim)``; row i gets id i)."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        n, dim = vectors.shape
+        config.check(dim)
+        index = cls._new_faiss(dim, config, n)
+        if config.kind == "binary":
+            index.add(np.packbits(vectors > 0, axis=1))
+        elif n:
+            if config.kind in ("hnsw-sq8", "ivf-flat", "ivf-sq8", "ivf-pq"):
+                sample = vectors if n <= 200_000 else vectors[:: n // 200_000]
+                index.train(np.ascontiguousarray(sample))
+            index.add(vectors)
+        raw = vectors if config.kind not in _EXACT else None
+        return cls(config, index, raw, dim)
 
     @staticmethod
     def _new_faiss(dim: int, config: VectorIndexConfig, n: int) -> Any:
         faiss = _faiss()
         if config.kind == "binary":
-            if dim % 8:
-                raise ConfigError("binary indexes need a dimension divisible by 8")
-            return faiss.IndexBinaryIDMap2(faiss.IndexBinaryFlat(dim))
+            return faiss.IndexBinaryFlat(dim)
         if config.kind == "flat":
-            base = faiss.IndexFlatIP(dim)
-        elif config.kind == "hnsw":
-            base = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            return faiss.IndexFlatIP(dim)
+        if config.kind == "hnsw":
+            index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         elif config.kind == "hnsw-sq8":
-            base = faiss.index_factory(dim, f"HNSW{config.hnsw_m},SQ8", faiss.METRIC_INNER_PRODUCT)
+            index = faiss.index_factory(dim, f"HNSW{config.hnsw_m},SQ8", faiss.METRIC_INNER_PRODUCT)
         else:
             nlist = config.nlist or max(1, min(int(4 * math.sqrt(max(n, 1))), max(1, n // 39)))
             codec = {"ivf-flat": "Flat", "ivf-sq8": "SQ8", "ivf-pq": f"PQ{config.pq_m or dim // 8}x8"}[
                 config.kind
             ]
-            base = faiss.index_factory(dim, f"IVF{nlist},{codec}", faiss.METRIC_INNER_PRODUCT)
-        if config.kind.startswith("hnsw"):
-            faiss.downcast_index(base).hnsw.efConstruction = config.ef_construction
-        return faiss.IndexIDMap2(base)
+            return faiss.index_factory(dim, f"IVF{min(nlist, max(n, 1))},{codec}", faiss.METRIC_INNER_PRODUCT)
+        faiss.downcast_index(index).hnsw.efConstruction = config.ef_construction
+        return index
+
+    def save(self, folder: Path) -> int:
+        """Write the index (and the float store of lossy kinds) into ``folder``; returns bytes."""
+        faiss = _faiss()
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.config.kind == "binary":
+            faiss.write_index_binary(self._index, str(folder / _FAISS))
+        else:
+            faiss.write_index(self._index, str(folder / _FAISS))
+        if self._raw is not None:
+            np.save(folder / _RAW, np.ascontiguousarray(self._raw), allow_pickle=False)
+        meta = {"config": self.config.to_dict(), "rows": len(self), "dim": self.dim}
+        (folder / _META).write_text(json.dumps(meta), encoding="utf-8")
+        return sum(p.stat().st_size for p in (folder / _FAISS, folder / _RAW, folder / _META) if p.exists())
 
     @classmethod
-    def load(cls, path: Path, config: VectorIndexConfig) -> VectorIndex:
+    def load(cls, folder: Path) -> VectorIndex:
+        """Open a saved index; the float store is memory-mapped."""
         faiss = _faiss()
-        if not path.is_file():
-            raise DensaError(f"vector file missing: {path}")
-        raw = raw_ids = None
-        if config.kind not in _EXACT:
-            raw = np.load(path.parent / _RAW, mmap_mode="r", allow_pickle=False)
-            raw_ids = np.load(path.parent / _RAW_IDS, allow_pickle=False)
-        index = faiss.read_index_binary(str(path)) if config.kind == "binary" else faiss.read_index(str(path))
-        return cls(raw.shape[1] if raw is not None else int(index.d), config, index, raw, raw_ids)
-
-    def save(self, path: Path) -> None:
-        faiss = _faiss()
-        self._ensure_trained()
-        if self.config.kind == "binary":
-            faiss.write_index_binary(self._index, str(path))
-        else:
-            faiss.write_index(self._index, str(path))
-        if self._raw is not None and self._raw_ids is not None:
-            np.save(path.parent / _RAW, np.ascontiguousarray(self._raw), allow_pickle=False)
-            np.save(path.parent / _RAW_IDS, self._raw_ids, allow_pickle=False)
+        try:
+            meta = json.loads((folder / _META).read_text(encoding="utf-8"))
+            config = VectorIndexConfig.from_dict(meta["config"])
+            reader = faiss.read_index_binary if config.kind == "binary" else faiss.read_index
+            index = reader(str(folder / _FAISS))
+            raw = None if config.kind in _EXACT else np.load(folder / _RAW, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise DensaError(f"{folder}: vector part missing or damaged ({exc})") from None
+        loaded = cls(config, index, raw, int(meta["dim"]))
+        if len(loaded) != int(meta["rows"]) or (raw is not None and raw.shape != (meta["rows"], meta["dim"])):
+            raise DensaError(f"{folder}: vector files do not agree with each other (damaged)")
+        return loaded
 
     def set_search_params(
         self, *, ef_search: int | None = None, nprobe: int | None = None, rescore: int | None = None
@@ -186,28 +209,10 @@ class VectorIndex:
         self._apply_search_params()
 
     def _apply_search_params(self) -> None:
-        faiss = _faiss()
-        if self._index is None or self.config.kind == "binary":
-            return
-        inner = faiss.downcast_index(self._index.index)
         if self.config.kind.startswith("hnsw"):
-            inner.hnsw.efSearch = self.config.ef_search
+            _faiss().downcast_index(self._index).hnsw.efSearch = self.config.ef_search
         elif self.config.kind.startswith("ivf"):
-            inner.nprobe = self.config.nprobe
-
-    def _ensure_trained(self) -> None:
-        """Trained kinds (SQ8, IVF) fit their quantisers on the stored float vectors on first need."""
-        if self._index is not None:
-            return
-        assert self._raw is not None and self._raw_ids is not None
-        if not len(self._raw):
-            raise DensaError(f"cannot train a {self.config.kind} index on zero vectors")
-        index = self._new_faiss(self._dim, self.config, len(self._raw))
-        sample = self._raw if len(self._raw) <= 200_000 else self._raw[:: len(self._raw) // 200_000]
-        index.train(np.ascontiguousarray(sample, dtype=np.float32))
-        index.add_with_ids(np.ascontiguousarray(self._raw, dtype=np.float32), self._raw_ids)
-        self._index = index
-        self._apply_search_params()
+            _faiss().extract_index_ivf(self._index).nprobe = self.config.nprobe
 
     # ---------------------------------------------------------------- data
     @property
@@ -215,77 +220,24 @@ class VectorIndex:
         return self._dim
 
     def __len__(self) -> int:
-        if self._raw_ids is not None:
-            return len(self._raw_ids)
         return int(self._index.ntotal)
 
-    def add(self, vectors: Vectors, ids: list[int]) -> None:
-        """Add vectors of shape ``(n, dim)`` under the given ids."""
-        if vectors.shape != (len(ids), self.dim):
-            raise ValueError(f"expected vectors of shape ({len(ids)}, {self.dim}), got {vectors.shape}")
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        id_array = np.asarray(ids, dtype=np.int64)
-        if self._raw is not None and self._raw_ids is not None:
-            self._raw = np.concatenate([self._raw, vectors])
-            self._raw_ids = np.concatenate([self._raw_ids, id_array])
-        self._lookup = None
-        if self._index is None:
-            return  # not trained yet: kept in the float store until save / search
-        if self.config.kind == "binary":
-            self._index.add_with_ids(np.packbits(vectors > 0, axis=1), id_array)
-        else:
-            self._index.add_with_ids(vectors, id_array)
-
-    def remove(self, ids: list[int]) -> None:
-        """Remove vectors by id (kinds that cannot remove in place are rebuilt without them)."""
-        if not ids:
-            return
-        drop = np.asarray(ids, dtype=np.int64)
-        self._lookup = None
-        if self.config.kind in _REMOVABLE and self._index is not None:
-            self._index.remove_ids(drop)
-            if self._raw is not None and self._raw_ids is not None:
-                keep = ~np.isin(self._raw_ids, drop)
-                self._raw, self._raw_ids = np.asarray(self._raw)[keep], self._raw_ids[keep]
-            return
-        dropped = set(ids)
-        kept = [i for i in self.ids() if i not in dropped]
-        vectors = self.reconstruct(kept)
-        rebuilt = VectorIndex.create(self.dim, self.config)
-        rebuilt.add(vectors, kept)
-        self._index, self._raw, self._raw_ids = rebuilt._index, rebuilt._raw, rebuilt._raw_ids
-        self._lookup = None
-        self._apply_search_params()
-
-    def ids(self) -> list[int]:
-        if self._raw_ids is not None:
-            return [int(i) for i in self._raw_ids]
-        return [int(i) for i in _faiss().vector_to_array(self._index.id_map)]
-
-    def reconstruct(self, ids: list[int]) -> Vectors:
-        """The exact float vectors stored under ``ids``."""
-        if not ids:
+    def reconstruct(self, rows: Rows) -> Vectors:
+        """The exact float vectors of ``rows``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(rows):
             return np.zeros((0, self.dim), dtype=np.float32)
+        if rows.min() < 0 or rows.max() >= len(self):
+            raise KeyError(f"rows outside 0..{len(self) - 1}")
         if self._raw is not None:
-            rows = self._rows(np.asarray(ids, dtype=np.int64))
-            if (rows < 0).any():
-                raise KeyError(f"no vector stored under id {ids[int(np.argmax(rows < 0))]}")
             return np.asarray(self._raw[rows], dtype=np.float32)
-        return np.stack([self._index.reconstruct(int(i)) for i in ids]).astype(np.float32)
+        return np.asarray(self._index.reconstruct_batch(rows), dtype=np.float32)
 
-    def _rows(self, ids: Ids) -> Ids:
-        """The row of each id in the float store (or in the id map, for the exact kinds); -1
-        for ids not stored. A binary search over the sorted ids (8 + 8 bytes per vector, not a
-        Python dict)."""
-        if self._lookup is None:
-            stored = self._raw_ids if self._raw_ids is not None else np.asarray(self.ids(), dtype=np.int64)
-            order = np.argsort(stored, kind="stable")
-            self._lookup = (stored[order], order)
-        ordered, order = self._lookup
-        if not len(ordered):
-            return np.full(len(ids), -1, dtype=np.int64)
-        at = np.minimum(np.searchsorted(ordered, ids), len(ordered) - 1)
-        return np.where(ordered[at] == ids, order[at], -1).astype(np.int64)
+    def all_vectors(self) -> Vectors:
+        """Every stored float vector, in row order."""
+        if self._raw is not None:
+            return np.asarray(self._raw, dtype=np.float32)
+        return np.asarray(self._index.reconstruct_n(0, len(self)), dtype=np.float32).reshape(-1, self.dim)
 
     def memory_bytes(self) -> int:
         """Bytes the search structure holds per the kind's codes (without the float store)."""
@@ -298,68 +250,74 @@ class VectorIndex:
         return len(self) * bytes_per
 
     # --------------------------------------------------------------- search
-    def search(self, queries: Vectors, k: int, allowed: list[int] | None = None) -> tuple[Vectors, Ids]:
-        """Top-``k`` ``(scores, ids)``, each of shape ``(n_queries, k)``; missing slots have id -1.
+    def search(self, queries: Vectors, k: int, allowed: Mask | None = None) -> tuple[Vectors, Rows]:
+        """Top-``k`` ``(scores, rows)``, each of shape ``(n_queries, k)``; missing slots are -1.
 
         Parameters
         ----------
         allowed
-            Only these ids may be returned; ``None`` allows all.
+            Which rows may be returned, shape ``(n,)``; ``None`` allows all.
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if not len(self):
-            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        k = max(1, min(k, len(self)))
+        n = len(self)
+        empty = np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        if not n:
+            return empty
+        k = max(1, min(k, n))
         if allowed is not None:
-            if not allowed:
-                return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-            if self.config.kind == "flat" or (
-                self.config.kind == "hnsw" and len(allowed) > _EXACT_FILTER_LIMIT
-            ):
-                return self._selected(queries, min(k, len(allowed)), allowed)
-            return self._exact_subset(queries, k, allowed)
-        self._ensure_trained()
+            count = int(np.count_nonzero(allowed))
+            if not count:
+                return empty
+            if count < n:
+                if count <= _EXACT_MASK_LIMIT and self.config.kind != "flat":
+                    return self._exact_subset(queries, min(k, count), np.flatnonzero(allowed))
+                if self.config.kind in _RESCORED:
+                    return self._rescored(queries, min(k, count), allowed, count)
+                return self._selected(queries, min(k, count), allowed)
         if self.config.kind in _RESCORED:
-            return self._rescored(queries, k)
-        scores, ids = self._index.search(queries, k)
-        return scores, ids
+            return self._rescored(queries, k, None, n)
+        scores, rows = self._index.search(queries, k)
+        return scores, rows
 
-    def _selected(self, queries: Vectors, k: int, allowed: list[int]) -> tuple[Vectors, Ids]:
+    def _selected(self, queries: Vectors, k: int, allowed: Mask) -> tuple[Vectors, Rows]:
+        """FAISS's own search restricted by a bitmap selector (exact for ``flat``)."""
         faiss = _faiss()
-        selector = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
-        if self.config.kind == "hnsw":
+        bitmap = np.packbits(allowed, bitorder="little")
+        selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bitmap))
+        if self.config.kind.startswith("hnsw"):
             params = faiss.SearchParametersHNSW(sel=selector, efSearch=self.config.ef_search)
+        elif self.config.kind.startswith("ivf"):
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=self.config.nprobe)
         else:
             params = faiss.SearchParameters(sel=selector)
-        scores, ids = self._index.search(queries, k, params=params)
-        return scores, ids
+        scores, rows = self._index.search(queries, k, params=params)
+        return scores, rows
 
-    def _exact_subset(self, queries: Vectors, k: int, allowed: list[int]) -> tuple[Vectors, Ids]:
-        """Exact inner products against the float vectors of the allowed ids (a graph or an
-        inverted-list probe under a selective filter can miss allowed ids)."""
-        wanted = np.asarray(allowed, dtype=np.int64)
-        present = wanted[self._rows(wanted) >= 0].tolist()
-        if not present:
-            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        return _top_k(
-            queries @ self.reconstruct(present).T, np.asarray(present, np.int64), min(k, len(present))
-        )
+    def _exact_subset(self, queries: Vectors, k: int, rows: Rows) -> tuple[Vectors, Rows]:
+        """Exact inner products against the float vectors of the allowed rows (a graph or an
+        inverted-list probe under a selective mask can miss allowed rows)."""
+        return _top_k(queries @ self.reconstruct(rows).T, rows, k)
 
-    def _rescored(self, queries: Vectors, k: int) -> tuple[Vectors, Ids]:
+    def _rescored(self, queries: Vectors, k: int, allowed: Mask | None, count: int) -> tuple[Vectors, Rows]:
         """Coarse search (Hamming on sign bits, or PQ codes), then exact float scores of the
-        ``rescore * k`` best candidates."""
-        depth = min(len(self), k * self.config.rescore)
+        ``rescore * k`` best allowed candidates (the coarse search goes deeper under a mask)."""
+        n = len(self)
+        depth = min(count, k * self.config.rescore)
+        coarse_depth = n if allowed is None and depth >= n else min(n, math.ceil(depth * n / count))
         coarse = np.packbits(queries > 0, axis=1) if self.config.kind == "binary" else queries
-        _, candidates = self._index.search(coarse, depth)
+        _, candidates = self._index.search(coarse, coarse_depth)
         scores_out = np.full((len(queries), k), -np.inf, np.float32)
-        ids_out = np.full((len(queries), k), -1, np.int64)
-        for row, (query, found) in enumerate(zip(queries, candidates, strict=True)):
+        rows_out = np.full((len(queries), k), -1, np.int64)
+        for i, (query, found) in enumerate(zip(queries, candidates, strict=True)):
             found = found[found >= 0]
-            s, i = _top_k(query[None, :] @ self.reconstruct(found.tolist()).T, found, min(k, len(found)))
-            scores_out[row, : s.shape[1]], ids_out[row, : i.shape[1]] = s[0], i[0]
-        return scores_out, ids_out
+            if allowed is not None:
+                found = found[allowed[found]]
+            found = found[:depth]
+            s, r = _top_k(query[None, :] @ self.reconstruct(found).T, found, min(k, len(found)))
+            scores_out[i, : s.shape[1]], rows_out[i, : r.shape[1]] = s[0], r[0]
+        return scores_out, rows_out
 
 
-def _top_k(scores: npt.NDArray[np.float32], ids: Ids, k: int) -> tuple[Vectors, Ids]:
+def _top_k(scores: npt.NDArray[np.float32], rows: Rows, k: int) -> tuple[Vectors, Rows]:
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(scores, order, axis=1).astype(np.float32), ids[order]
+    return np.take_along_axis(scores, order, axis=1).astype(np.float32), rows[order]

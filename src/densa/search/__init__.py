@@ -1,6 +1,7 @@
-"""Search stage: dense, BM25 and hybrid retrieval over an index."""
+"""Search stage: any channels of an index, fused, filtered, reranked."""
 
+from densa.search.config import HYBRID, Mode, SearchConfig, resolve_channels
 from densa.search.retriever import Retriever
-from densa.search.searcher import Mode, SearchConfig, Searcher
+from densa.search.searcher import Searcher
 
-__all__ = ["Mode", "Retriever", "SearchConfig", "Searcher"]
+__all__ = ["HYBRID", "Mode", "Retriever", "SearchConfig", "Searcher", "resolve_channels"]

@@ -1,89 +1,62 @@
-"""Search over an :class:`~densa.index.Index`: dense, BM25 or hybrid, filtered, reranked.
+"""Search over an :class:`~densa.index.Index`: any channels, fused, filtered, reranked.
 
-The pipeline per query batch::
+The pipeline per query batch, over one snapshot::
 
-    filter -> allowed row ids
-    dense:  encode queries -> vector search over passages -> document = best passage(s)
-    bm25:   keyword search over whole documents
-    hybrid: both, ``depth`` candidates each, fused (RRF or weighted)
-    rerank: a cross-encoder rescores the top ``rerank_depth``
-    -> top k
+    filter + tombstones -> a mask of allowed rows per segment
+    per channel: encode the queries once -> search every segment -> merge the top units
+                 -> passages to documents (MaxP or sum, on arrays)
+    two or more channels: fuse their document rankings (RRF or weighted, weights by name)
+    rerank: a cross-encoder rescores the top ``rerank_depth`` (documents fetched once)
+    -> the top k, ties broken by document id (trec_eval's order); documents fetched once
+
+Candidate lists keep ties at every cut, so results do not depend on how row ids were
+numbered: an index built by updates and merges ranks exactly as a fresh build.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal, get_args
+from dataclasses import dataclass
+
+import numpy as np
 
 from densa.errors import ConfigError
-from densa.fuse.fusion import FusionConfig, fuse
-from densa.fuse.weighted import weighted_fusion
-from densa.index.index import Index
-from densa.index.store import Filter
+from densa.fuse.fusion import fuse_arrays
+from densa.fuse.weighted import weighted_arrays
+from densa.index import Filter, Index, Snapshot, UnitScores
+from densa.index.channels.base import BoolArray, top_k_with_ties
 from densa.rerank.reranker import Reranker
+from densa.search.aggregate import aggregate
+from densa.search.config import SearchConfig, resolve_channels
 from densa.types import Document, Hit, Query, Run, rank_items
 
-__all__ = ["Mode", "SearchConfig", "Searcher"]
-
-Mode = Literal["dense", "bm25", "hybrid"]
+__all__ = ["Searcher"]
 
 
 @dataclass(frozen=True)
-class SearchConfig:
-    """How to search.
-
-    Parameters
-    ----------
-    mode
-        ``dense`` (bi-encoder), ``bm25`` (keywords) or ``hybrid`` (both, fused).
-    fusion
-        How hybrid fuses the dense and BM25 rankings (weights in that order).
-    depth
-        Candidates taken from each ranking before fusion.
-    aggregate
-        Document score from its passages: ``max`` (best passage) or ``sum`` (of the
-        ``top_passages`` best); matters only for chunked indexes.
-    top_passages
-        Passages summed by ``aggregate="sum"``.
-    rerank_depth
-        Candidates the reranker rescores (when one is given).
-    rerank_weight
-        1 ranks the reranked candidates by the cross-encoder alone; below 1, by
-        ``w * z(cross-encoder) + (1 - w) * z(first stage)`` (z-scores over the candidates),
-        which keeps what the first stage knows when the reranker is weak or out of domain.
-    """
-
-    mode: Mode = "dense"
-    fusion: FusionConfig = field(default_factory=FusionConfig)
-    depth: int = 100
-    aggregate: Literal["max", "sum"] = "max"
-    top_passages: int = 3
-    rerank_depth: int = 100
-    rerank_weight: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.mode not in get_args(Mode):
-            raise ConfigError(f"mode must be one of {get_args(Mode)}, got {self.mode!r}")
-        if self.aggregate not in ("max", "sum"):
-            raise ConfigError(f"aggregate must be 'max' or 'sum', got {self.aggregate!r}")
-        if min(self.depth, self.top_passages, self.rerank_depth) < 1:
-            raise ConfigError("depth, top_passages and rerank_depth must be positive")
-        if not 0 <= self.rerank_weight <= 1:
-            raise ConfigError(f"rerank_weight must be in [0, 1], got {self.rerank_weight}")
-
-
-@dataclass
 class _Scored:
-    """One query's candidates by document id: scores, row ids, and dense hits' best passage."""
+    """One query's candidates: row ids and scores (best first), and the best passage of each
+    document a passage channel found (row id -> passage id)."""
 
-    scores: dict[str, float]
-    rids: dict[str, int]
-    best_passage: dict[str, int]
+    ranking: UnitScores
+    best_passage: dict[int, int]
+
+    def top(self, k: int) -> _Scored:
+        return _Scored(top_k_with_ties(self.ranking.ids, self.ranking.scores, k), self.best_passage)
 
 
 class Searcher:
-    """Runs :class:`SearchConfig` over an index; also a :class:`~densa.search.Retriever`."""
+    """Runs a :class:`SearchConfig` over an index; also a :class:`~densa.search.Retriever`.
+
+    Parameters
+    ----------
+    index
+        The index (its current snapshot is searched).
+    config
+        Channels, fusion, passages, reranking.
+    reranker
+        A cross-encoder for the top candidates (``None``: no reranking).
+    """
 
     def __init__(
         self, index: Index, config: SearchConfig | None = None, *, reranker: Reranker | None = None
@@ -92,103 +65,154 @@ class Searcher:
         self.config = config or SearchConfig()
         self.reranker = reranker
 
+    @property
+    def channels(self) -> list[str]:
+        """The channels this searcher's ``mode`` selects in the index."""
+        return resolve_channels(self.config.mode, self.index.channels)
+
     def search(self, queries: Sequence[Query], k: int, filter: Filter | None = None) -> Run:
         """Top-``k`` documents of every query as a :class:`Run` (the Retriever protocol)."""
-        scored = self._scored([q.text for q in queries], k, filter)
-        return Run(
-            {q.id: s.scores for q, s in zip(queries, scored, strict=True)},
+        snapshot = self.index.snapshot
+        scored, _ = self._scored(snapshot, [q.text for q in queries], k, filter)
+        ids = snapshot.doc_ids(int(r) for s in scored for r in s.ranking.ids)
+        run = Run(
+            {
+                q.id: {ids[int(r)]: float(v) for r, v in zip(s.ranking.ids, s.ranking.scores, strict=True)}
+                for q, s in zip(queries, scored, strict=True)
+            },
             name=f"densa-{self.config.mode}" + ("-rerank" if self.reranker else ""),
         )
+        return run.top(k)
 
     def hits(self, texts: Sequence[str], k: int, filter: Filter | None = None) -> list[list[Hit]]:
-        """Top-``k`` hits with their stored documents; ``passage`` is the best-matching chunk."""
-        scored = self._scored(texts, k, filter)
-        shown = [list(s.scores) for s in scored]
-        docs, passages = self._load(scored, shown)
+        """Top-``k`` hits with their stored documents; ``passage`` is the best-matching chunk
+        of a chunked index."""
+        snapshot = self.index.snapshot
+        scored, docs = self._scored(snapshot, texts, k, filter)
+        wanted = [int(r) for s in scored for r in s.ranking.ids if int(r) not in docs]
+        docs.update(snapshot.documents(wanted))
+        spans = self._best_spans(snapshot, scored)
         results: list[list[Hit]] = []
         for s in scored:
+            rid_of = {docs[int(r)].id: int(r) for r in s.ranking.ids}
+            ranked = rank_items(
+                (docs[int(r)].id, float(v)) for r, v in zip(s.ranking.ids, s.ranking.scores, strict=True)
+            )
             hits = []
-            for rank, (doc_id, score) in enumerate(rank_items(s.scores.items()), start=1):
-                doc = docs[s.rids[doc_id]]
-                passage = passages.get(s.best_passage.get(doc_id, -1), "")
+            for rank, (doc_id, score) in enumerate(ranked[:k], start=1):
+                rid = rid_of[doc_id]
+                doc = docs[rid]
+                passage = _passage_text(doc, spans.get(s.best_passage.get(rid, -1)))
                 hits.append(Hit(doc.id, score, rank, doc.title, doc.text, doc.metadata, passage))
             results.append(hits)
         return results
 
-    # ------------------------------------------------------------------ steps
-    def _load(
-        self, scored: list[_Scored], wanted: list[list[str]]
-    ) -> tuple[dict[int, Document], dict[int, str]]:
-        """The ``wanted`` documents of each query (one store query), and in a chunked index the
-        text of their best-matching passages (one more), keyed by passage id."""
-        docs = self.index.store.get_many(
-            s.rids[d] for s, ids in zip(scored, wanted, strict=True) for d in ids
-        )
-        if not self.index.manifest.chunking:
-            return docs, {}
-        pids = [
-            s.best_passage[d]
-            for s, ids in zip(scored, wanted, strict=True)
-            for d in ids
-            if d in s.best_passage
-        ]
-        spans = self.index.store.passages(pids)
-        return docs, {pid: docs[rid].text[a:b] for pid, (rid, a, b) in spans.items()}
+    def _best_spans(self, snapshot: Snapshot, scored: list[_Scored]) -> dict[int, tuple[int, int, int]]:
+        """Where the best passage of each candidate sits in its document (chunked indexes)."""
+        if self.index.manifest.chunking is None:
+            return {}
+        pids = [s.best_passage[int(r)] for s in scored for r in s.ranking.ids if int(r) in s.best_passage]
+        return snapshot.passage_spans(pids)
 
-    def _scored(self, texts: Sequence[str], k: int, filter: Filter | None) -> list[_Scored]:
+    # ------------------------------------------------------------------ steps
+    def _scored(
+        self, snapshot: Snapshot, texts: Sequence[str], k: int, filter: Filter | None
+    ) -> tuple[list[_Scored], dict[int, Document]]:
+        """Each query's top ``k`` (ties kept), and the documents fetched on the way (reranking)."""
         if k < 1:
             raise ConfigError("k must be at least 1")
         if not texts:
-            return []
+            return [], {}
         config = self.config
-        allowed = self.index.allowed(filter)
-        depth = max(k, config.depth) if config.mode == "hybrid" else k
+        names = resolve_channels(config.mode, snapshot.manifest.channels)
+        depth = max(k, config.depth) if len(names) > 1 else k
         if self.reranker is not None:
             depth = max(depth, config.rerank_depth)
-        dense: list[dict[int, tuple[float, int]]] = []
-        sparse: list[dict[int, float]] = []
-        if config.mode in ("dense", "hybrid"):
-            vectors = self.index.encoder.encode_queries(list(texts))
-            dense = self.index.dense_scores(
-                vectors, depth, allowed, aggregate=config.aggregate, top_passages=config.top_passages
-            )
-        if config.mode in ("bm25", "hybrid"):
-            sparse = self.index.bm25_scores(texts, depth, allowed)
-        ids = self.index.store.ids_of({r for d in dense for r in d} | {r for s in sparse for r in s})
-        scored = []
-        for i in range(len(texts)):
-            d = dense[i] if dense else {}
-            b = sparse[i] if sparse else {}
-            dense_scores = {ids[r]: s for r, (s, _) in d.items()}
-            bm25_scores = {ids[r]: s for r, s in b.items()}
-            if config.mode == "dense":
-                scores = dense_scores
-            elif config.mode == "bm25":
-                scores = bm25_scores
-            else:
-                scores = fuse([dense_scores, bm25_scores], config.fusion)
-            rids = {ids[r]: r for r in (*d, *b)}
-            scored.append(_Scored(scores, rids, {ids[r]: p for r, (_, p) in d.items()}))
+        allowed = snapshot.allowed(filter)
+        per_channel = [self._channel(snapshot, name, texts, depth, allowed) for name in names]
+        if len(names) == 1:
+            scored = per_channel[0]
+        else:
+            scored = []
+            for rankings in zip(*per_channel, strict=True):
+                arrays = [(r.ranking.ids, r.ranking.scores.astype(np.float64)) for r in rankings]
+                ids, values = fuse_arrays(arrays, names, config.fusion, "shared")
+                best = {rid: pid for r in reversed(rankings) for rid, pid in r.best_passage.items()}
+                scored.append(_Scored(top_k_with_ties(ids, values.astype(np.float32), depth), best))
+        docs: dict[int, Document] = {}
         if self.reranker is not None:
-            scored = self._rerank(texts, scored)
-        return [_Scored(dict(rank_items(s.scores.items())[:k]), s.rids, s.best_passage) for s in scored]
+            scored, docs = self._rerank(snapshot, texts, scored)
+        return [s.top(k) for s in scored], docs
 
-    def _rerank(self, texts: Sequence[str], scored: list[_Scored]) -> list[_Scored]:
+    def _channel(
+        self, snapshot: Snapshot, name: str, texts: Sequence[str], k: int, allowed: list[BoolArray | None]
+    ) -> list[_Scored]:
+        """One channel's top ``k`` documents per query (passages aggregated to documents)."""
+        channel = snapshot.channel(name)
+        queries = channel.encode_queries(texts)
+        if self.index.kind(name).unit == "document":
+            return [_Scored(r, {}) for r in channel.search(queries, k, allowed)]
+        total = sum(v.passages for v in snapshot.views)
+        chunked = total > sum(v.rows for v in snapshot.views)
+        want = min(k * 4 + 16, total) if chunked else k
+        how = self.config.aggregate
+        while True:
+            found = channel.search(queries, want, allowed)
+            out = []
+            for units in found:
+                owners = snapshot.passage_documents(units.ids)
+                rids, scores, best = aggregate(units.ids, units.scores, owners, how, self.config.top_passages)
+                best_of = dict(zip(rids.tolist(), best.tolist(), strict=True))
+                out.append(_Scored(top_k_with_ties(rids, scores, k), best_of))
+            # enough documents, or the channel had no more passages to give
+            done = all(len(s.ranking) >= k or len(u) < want for s, u in zip(out, found, strict=True))
+            if not chunked or want >= total or done:
+                return out
+            want = min(want * 4, total)
+
+    def _rerank(
+        self, snapshot: Snapshot, texts: Sequence[str], scored: list[_Scored]
+    ) -> tuple[list[_Scored], dict[int, Document]]:
         assert self.reranker is not None
-        tops = [[d for d, _ in rank_items(s.scores.items())[: self.config.rerank_depth]] for s in scored]
-        docs, passages = self._load(scored, tops)
+        depth = self.config.rerank_depth
+        with_ties = [s.top(depth) for s in scored]
+        docs = snapshot.documents(int(r) for s in with_ties for r in s.ranking.ids)
+        tops = [_cut_by_document_id(s, docs, depth) for s in with_ties]  # exactly `depth` each
+        spans = self._best_spans(snapshot, tops)
         pairs = [
-            (text, passages.get(s.best_passage.get(d, -1)) or docs[s.rids[d]].full_text)
-            for text, s, top in zip(texts, scored, tops, strict=True)
-            for d in top
+            (
+                text,
+                _passage_text(docs[int(r)], spans.get(s.best_passage.get(int(r), -1)))
+                or docs[int(r)].full_text,
+            )
+            for text, s in zip(texts, tops, strict=True)
+            for r in s.ranking.ids
         ]
-        new_scores = iter(self.reranker.score(pairs))
+        new_scores = np.asarray(self.reranker.score(pairs), dtype=np.float64)
         weight = self.config.rerank_weight
-        reranked = []
-        for s, top in zip(scored, tops, strict=True):
-            scores = {d: next(new_scores) for d in top}
-            if weight < 1:
-                first = {d: s.scores[d] for d in top}
-                scores = weighted_fusion([scores, first], [weight, 1 - weight], "zscore")
-            reranked.append(_Scored(scores, s.rids, s.best_passage))
-        return reranked
+        out, at = [], 0
+        for s in tops:
+            ids, first = s.ranking.ids, s.ranking.scores.astype(np.float64)
+            mine = new_scores[at : at + len(ids)]
+            at += len(ids)
+            if weight < 1:  # z-scores over the candidates (weighted_arrays returns ids sorted)
+                ids, mine = weighted_arrays([(ids, mine), (ids, first)], [weight, 1 - weight], "zscore")
+            out.append(_Scored(top_k_with_ties(ids, mine.astype(np.float32), len(ids)), s.best_passage))
+        return out, docs
+
+
+def _cut_by_document_id(scored: _Scored, docs: dict[int, Document], k: int) -> _Scored:
+    """The best ``k`` candidates, ties broken by document id as trec_eval ranks them."""
+    rid_of = {docs[int(r)].id: int(r) for r in scored.ranking.ids}
+    pairs = zip(scored.ranking.ids.tolist(), scored.ranking.scores.tolist(), strict=True)
+    ranked = rank_items((docs[r].id, s) for r, s in pairs)[:k]
+    ids = np.asarray([rid_of[d] for d, _ in ranked], dtype=np.int64)
+    return _Scored(UnitScores(ids, np.asarray([s for _, s in ranked], np.float32)), scored.best_passage)
+
+
+def _passage_text(doc: Document, span: tuple[int, int, int] | None) -> str:
+    """The text of a document's best passage (``""`` when the index is not chunked)."""
+    if span is None:
+        return ""
+    _, start, end = span
+    return doc.text[start:end]

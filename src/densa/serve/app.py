@@ -1,15 +1,17 @@
 """The HTTP API and search page (``pip install 'densa[serve]'``), built by :func:`create_app`.
 
 ==========================  ======================================================
-``POST /search``            one query or many; ``mode`` dense|bm25|hybrid, ``k``,
-                            ``rerank``, ``filter``
+``POST /search``            one query or many; ``k``, ``filter``, ``rerank``, and every
+                            :class:`~densa.search.SearchConfig` option (``mode``: any
+                            channels, e.g. dense|bm25|hybrid; ``fusion``; ``depth``...)
+``GET /channels``           the index's channels (name, kind, unit)
 ``POST /context``           RAG context block with citations inside a token budget
 ``GET /documents/{id}``     a stored document
 ``POST /documents``         add documents (dense, BM25 and store, atomically)
 ``DELETE /documents/{id}``  delete a document
 ``GET /healthz``            liveness and document count
 ``GET /stats``              index and traffic counters
-``GET /``                   the BM25 / dense / hybrid side-by-side page
+``GET /``                   the page: every channel and their fusion side by side
 ``GET /docs``               OpenAPI documentation (``/openapi.json``)
 ==========================  ======================================================
 """
@@ -17,6 +19,7 @@
 # No ``from __future__ import annotations`` here: FastAPI reads the endpoint annotations,
 # and ``Request`` is imported inside create_app (FastAPI is an optional dependency).
 import secrets
+from dataclasses import replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -24,11 +27,13 @@ from typing import Any
 from densa._optional import require
 from densa._version import __version__
 from densa.encode.encoder import Encoder
-from densa.errors import DensaError
+from densa.errors import ConfigError, DensaError
 from densa.rag import assemble_context
+from densa.search import SearchConfig
 from densa.serve.config import ServeConfig
 from densa.serve.schemas import (
     AddRequest,
+    ChannelOut,
     ContextRequest,
     ContextResponse,
     DocumentOut,
@@ -36,6 +41,7 @@ from densa.serve.schemas import (
     QueryResult,
     SearchRequest,
     SearchResponse,
+    search_config,
 )
 from densa.serve.service import IndexService
 from densa.types import Document, Hit
@@ -92,7 +98,7 @@ def create_app(config: ServeConfig, *, encoder: Encoder | None = None) -> Any:
 
     @app.exception_handler(DensaError)
     async def densa_error(request: Request, exc: DensaError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+        return JSONResponse({"detail": str(exc)}, status_code=422 if isinstance(exc, ConfigError) else 400)
 
     def check_write(request: Request) -> None:
         if config.read_only:
@@ -118,16 +124,29 @@ def create_app(config: ServeConfig, *, encoder: Encoder | None = None) -> Any:
         check_queries(texts)
         if body.rerank and service.reranker is None:
             raise HTTPException(400, "no reranker configured: start the server with --rerank DIR")
-        hits = service.search(texts, body.k, body.mode, body.filter, body.rerank)
+        config = search_config(body)
+        if "rerank_weight" not in body.model_fields_set:  # the server's --rerank-weight
+            config = replace(config, rerank_weight=service.config.rerank_weight)
+        channels, hits = service.search(texts, body.k, config, body.filter, body.rerank)
         results = [
             QueryResult(query=t, hits=[_hit_out(h) for h in hs]) for t, hs in zip(texts, hits, strict=True)
         ]
-        return SearchResponse(mode=body.mode, results=results)
+        return SearchResponse(mode=config.mode, channels=channels, results=results)
+
+    @app.get("/channels", response_model=list[ChannelOut])
+    def channels() -> list[ChannelOut]:
+        index = service.index
+        return [ChannelOut(name=n, kind=r.kind, unit=index.kind(n).unit) for n, r in index.channels.items()]
 
     @app.post("/context", response_model=ContextResponse)
     def context(body: ContextRequest) -> ContextResponse:
         check_queries([body.query])
-        hits = service.search([body.query], body.k, body.mode, None, False)[0]
+        if service.encoder is None:
+            raise HTTPException(
+                400, "this index has no dense channel, whose tokenizer counts the context tokens"
+            )
+        _, found = service.search([body.query], body.k, SearchConfig(mode=body.mode), None, False)
+        hits = found[0]
         tokenizer = service.encoder.tokenizer
 
         def count(text: str) -> int:
@@ -155,7 +174,7 @@ def create_app(config: ServeConfig, *, encoder: Encoder | None = None) -> Any:
         ids = [d.id for d in body.documents]
         if len(set(ids)) != len(ids):
             raise HTTPException(422, "duplicate ids in the request")
-        existing = service.index.store.existing_ids(ids)
+        existing = set(service.index.snapshot.locate(ids))
         if existing:
             raise HTTPException(409, f"already in the index: {sorted(existing)[:5]}")
         docs = [Document(d.id, d.text, d.title, d.metadata) for d in body.documents]

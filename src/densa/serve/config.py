@@ -8,7 +8,7 @@ from pathlib import Path
 
 from densa.encode.config import Backend
 from densa.errors import ConfigError
-from densa.search.searcher import SearchConfig
+from densa.search.config import SearchConfig
 
 __all__ = ["ServeConfig", "is_loopback"]
 

@@ -1,17 +1,20 @@
-"""The index behind the server: consistent reads, serialised writes.
+"""The index behind the server: consistent reads, serialised writes, other processes' writes seen.
 
-Every request reads one *snapshot* (the :class:`Index` object current when it started);
-a write builds the next generation under a lock and then swaps the current snapshot in
-one assignment. A reader therefore sees the index before or after a write, never half of
-it, and writes run one at a time (the index folder's own file lock also keeps other
-processes out).
+Every request reads one *snapshot* (the :class:`Index` current when it started). A write
+commits the next generation under the index's writer lock and swaps the current snapshot
+in one assignment; a write from another process (``densa add`` beside the server) is picked
+up by the next request, which sees ``manifest.json`` changed (one ``stat``) and opens the
+new generation, sharing the unchanged segments. A reader therefore sees the index before or
+after a write, never half of it. A swapped-out snapshot is closed (its lease released)
+once the last request reading it has finished.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -19,10 +22,10 @@ import numpy.typing as npt
 
 from densa.encode.config import EncoderSpec
 from densa.encode.encoder import Encoder
-from densa.index.index import Index
-from densa.index.store import Filter
+from densa.index import Filter, Index
+from densa.index.manifest import MANIFEST, Manifest
 from densa.rerank.reranker import CrossEncoderReranker
-from densa.search.searcher import Mode, SearchConfig, Searcher
+from densa.search import SearchConfig, Searcher
 from densa.serve.config import ServeConfig
 from densa.types import Document, Hit
 
@@ -65,9 +68,15 @@ class IndexService:
         # without an encoder, the index loads the one it was built with (on config.backend)
         index = Index.open(config.index, encoder=encoder, device=config.device, backend=config.backend)
         self.config = config
-        self.encoder = LockedEncoder(index.encoder)
-        index.use_encoder(self.encoder)
+        self.encoder: LockedEncoder | None = None
+        if any(r.kind == "dense" for r in index.channels.values()):
+            self.encoder = LockedEncoder(index.encoder)
+            index.use_encoder(self.encoder)
         self._index = index
+        self._stamp = self._manifest_stamp()
+        self._readers: dict[int, int] = {}  # id(index) -> requests reading it
+        self._retired: list[Index] = []
+        self._state_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self.reranker = (
             CrossEncoderReranker(config.reranker, device=config.device) if config.reranker else None
@@ -76,43 +85,86 @@ class IndexService:
         self.searches = 0
         self.writes = 0
 
+    def _manifest_stamp(self) -> tuple[int, int]:
+        stat = (self.config.index / MANIFEST).stat()
+        return stat.st_mtime_ns, stat.st_ino
+
     @property
     def index(self) -> Index:
-        """The current snapshot."""
+        """The current snapshot (the newest committed generation)."""
+        self._refresh()
         return self._index
 
+    def _refresh(self) -> None:
+        """Swap to a generation another process committed (a ``stat`` when nothing changed)."""
+        stamp = self._manifest_stamp()
+        if stamp == self._stamp:
+            return
+        with self._write_lock:  # one swap at a time, and never in the middle of our own write
+            if Manifest.read(self.config.index).generation != self._index.manifest.generation:
+                self._swap(self._index.refresh())
+            self._stamp = stamp
+
+    def _swap(self, new: Index) -> None:
+        with self._state_lock:
+            old, self._index = self._index, new
+            if old is not new:
+                self._retired.append(old)
+            self._close_idle()
+
+    def _close_idle(self) -> None:
+        for old in [i for i in self._retired if not self._readers.get(id(i))]:
+            self._retired.remove(old)
+            old.close()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Index]:
+        """The current snapshot, kept open until the block ends."""
+        self._refresh()
+        with self._state_lock:
+            index = self._index
+            self._readers[id(index)] = self._readers.get(id(index), 0) + 1
+        try:
+            yield index
+        finally:
+            with self._state_lock:
+                self._readers[id(index)] -= 1
+                if not self._readers[id(index)]:
+                    del self._readers[id(index)]
+                self._close_idle()
+
     def search(
-        self, texts: Sequence[str], k: int, mode: Mode, filter: Filter | None, rerank: bool
-    ) -> list[list[Hit]]:
-        snapshot = self._index
-        config = SearchConfig(mode=mode, rerank_weight=self.config.rerank_weight)
-        searcher = Searcher(snapshot, config, reranker=self.reranker if rerank else None)
-        hits = searcher.hits(texts, k, filter=filter)
+        self, texts: Sequence[str], k: int, config: SearchConfig, filter: Filter | None, rerank: bool
+    ) -> tuple[list[str], list[list[Hit]]]:
+        """The channels searched, and the hits of each query."""
+        with self.snapshot() as index:
+            searcher = Searcher(index, config, reranker=self.reranker if rerank else None)
+            hits = searcher.hits(texts, k, filter=filter)
+            channels = searcher.channels
         self.searches += len(texts)
-        return hits
+        return channels, hits
 
     def add(self, documents: Sequence[Document]) -> int:
         with self._write_lock:
-            self._index = self._index.add(documents)
+            self._swap(self._index.add(documents))
             self.writes += 1
             return len(self._index)
 
     def delete(self, ids: Sequence[str]) -> int:
         with self._write_lock:
-            self._index = self._index.delete(ids)
+            self._swap(self._index.delete(ids))
             self.writes += 1
             return len(self._index)
 
     def stats(self) -> dict[str, Any]:
-        snapshot = self._index
-        manifest = snapshot.manifest
+        index = self.index
+        manifest = index.manifest
         return {
             "documents": manifest.documents,
             "passages": manifest.passages,
             "generation": manifest.generation,
-            "model": manifest.encoder.model,
-            "dim": manifest.encoder.dim,
-            "index_kind": manifest.vectors.kind,
+            "segments": len(manifest.segments),
+            "channels": {name: record.kind for name, record in manifest.channels.items()},
             "reranker": self.reranker is not None,
             "searches": self.searches,
             "writes": self.writes,

@@ -16,7 +16,7 @@ from typing import Literal
 from densa.corpus.beir import BeirDataset
 from densa.corpus.readers import read_corpus
 from densa.errors import ConfigError, DensaError
-from densa.index.bm25 import BM25Config, BM25Index
+from densa.index.channels.bm25 import bm25_top_k
 from densa.train.data import Passage, TrainingExample
 from densa.types import Document, Qrels, Query, Run
 
@@ -103,9 +103,14 @@ def mine_negatives(
 def bm25_run(documents: Mapping[str, Document], queries: Sequence[Query], depth: int) -> Run:
     """BM25 over an in-memory corpus (no index folder needed)."""
     ids = list(documents)
-    bm25 = BM25Index.build(range(len(ids)), [documents[i].full_text for i in ids], BM25Config())
-    found = bm25.search([q.text for q in queries], depth)
-    return Run({q.id: {ids[r]: s for r, s in f.items()} for q, f in zip(queries, found, strict=True)}, "bm25")
+    found = bm25_top_k([documents[i].full_text for i in ids], [q.text for q in queries], depth)
+    return Run(
+        {
+            q.id: {ids[int(r)]: float(s) for r, s in zip(f.ids, f.scores, strict=True)}
+            for q, f in zip(queries, found, strict=True)
+        },
+        "bm25",
+    ).top(depth)
 
 
 def mine_dataset(
@@ -117,7 +122,7 @@ def mine_dataset(
     corpus (``densa index``), passed as ``index``.
     """
     from densa.index.index import Index
-    from densa.search.searcher import SearchConfig, Searcher
+    from densa.search import SearchConfig, Searcher
 
     documents = {d.id: d for d in read_corpus(dataset.corpus_path)}
     queries = dataset.queries(split)

@@ -1,7 +1,28 @@
-// densa search page: one request per mode, results side by side.
+// densa search page: one request per channel (and one for their fusion), results side by side.
 "use strict";
 
-const MODES = ["bm25", "dense", "hybrid"];
+// What each kind of channel matches on, shown under its name.
+const KIND_NOTES = { bm25: "keywords", dense: "meaning" };
+let modes = []; // [{ mode, kind }] from GET /channels: each channel, then "hybrid" when there are several
+
+async function loadChannels() {
+  const response = await fetch("/channels");
+  const channels = await response.json();
+  const bm25First = [...channels].sort((a, b) => (a.kind === "bm25" ? -1 : 0) - (b.kind === "bm25" ? -1 : 0));
+  modes = bm25First.map((c) => ({ mode: c.name, kind: c.kind }));
+  if (channels.length > 1) modes.push({ mode: "hybrid", kind: "fused" });
+  const main = document.getElementById("columns");
+  main.innerHTML = "";
+  for (const { mode, kind } of modes) {
+    const section = document.createElement("section");
+    section.className = "column";
+    section.dataset.mode = mode;
+    const note = KIND_NOTES[kind] || kind;
+    section.innerHTML = `<h2>${escapeHtml(mode)} <small>${escapeHtml(note)}</small></h2><ol class="hits"></ol>`;
+    section.dataset.kind = kind;
+    main.appendChild(section);
+  }
+}
 const STOP = new Set(["a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "how", "in", "is", "it",
   "of", "on", "or", "that", "the", "to", "was", "what", "when", "where", "which", "who", "why", "with"]);
 
@@ -26,7 +47,8 @@ function sharesWord(hit, words) {
 }
 
 function render(mode, hits, words) {
-  const list = document.querySelector(`.column[data-mode="${mode}"] .hits`);
+  const column = [...document.querySelectorAll(".column")].find((c) => c.dataset.mode === mode);
+  const list = column.querySelector(".hits");
   list.innerHTML = "";
   if (!hits.length) {
     list.innerHTML = '<li class="empty">no results</li>';
@@ -35,7 +57,7 @@ function render(mode, hits, words) {
   for (const hit of hits) {
     const item = document.createElement("li");
     item.className = "hit";
-    const badge = mode !== "bm25" && !sharesWord(hit, words) ? '<span class="badge">meaning match</span>' : "";
+    const badge = column.dataset.kind !== "bm25" && !sharesWord(hit, words) ? '<span class="badge">meaning match</span>' : "";
     item.innerHTML =
       `<span class="title">${highlight(hit.title || hit.id, words)}</span>` +
       `<span class="score">${hit.score.toFixed(3)}</span>${badge}` +
@@ -50,7 +72,7 @@ async function search(query, k) {
   status.textContent = "searching…";
   const started = performance.now();
   try {
-    await Promise.all(MODES.map(async (mode) => {
+    await Promise.all(modes.map(async ({ mode }) => {
       const response = await fetch("/search", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
@@ -66,9 +88,12 @@ async function search(query, k) {
   }
 }
 
-document.getElementById("search-form").addEventListener("submit", (event) => {
+const ready = loadChannels();
+
+document.getElementById("search-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const query = document.getElementById("query").value.trim();
   const k = Math.max(1, Math.min(50, Number(document.getElementById("k").value) || 5));
+  await ready;
   if (query) search(query, k);
 });

@@ -1,0 +1,306 @@
+"""The ``dense`` channel: a bi-encoder's passage vectors in a FAISS index, one per segment.
+
+Queries are encoded once and searched in every segment's :class:`~densa.index.VectorIndex`;
+the best passages of all segments are merged by score. The part of a segment is built in
+one go when the segment is written (every kind, HNSW and IVF included, sees all its
+vectors), from batches encoded here or on Dask workers and kept as resumable shards.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from densa.encode.config import CALIBRATION_TEXTS, EncoderConfig, EncoderSpec
+from densa.encode.encoder import Encoder, backend_agreement, make_encoder
+from densa.encode.model_files import fingerprint, resolve_model_path
+from densa.errors import ConfigError, IndexMismatchError
+from densa.index.channels.base import (
+    BoolArray,
+    BuildJob,
+    OpenOptions,
+    SegmentView,
+    Unit,
+    UnitScores,
+    top_k_with_ties,
+)
+from densa.index.encoding import BatchRunner, Done, LocalRunner, Pending
+from densa.index.shards import ShardCache, batch_digest
+from densa.index.vectors import VectorIndex, VectorIndexConfig
+from densa.types import Document
+
+__all__ = ["FACTORY", "DenseChannel", "DenseKind", "check_same_encoder"]
+
+#: Spec fields that change the vectors: an encoder differing in any of them does not match.
+_SPEC_FIELDS_THAT_CHANGE_VECTORS = (
+    "fingerprint",
+    "query_fingerprint",
+    "pooling",
+    "normalize",
+    "dim",
+    "max_length",
+    "query_prefix",
+    "passage_prefix",
+)
+_TIE_MARGIN = 16  # extra rows fetched per segment so that ties at the cut can be kept
+
+
+@dataclass(frozen=True)
+class DenseChannel:
+    """A ``dense`` channel: which bi-encoder, and which FAISS kind holds its vectors.
+
+    Parameters
+    ----------
+    encoder
+        An :class:`Encoder`, or the configuration of one (default: the bundled MiniLM).
+    vectors
+        The FAISS kind and its parameters (default: exact inner product).
+    """
+
+    kind: ClassVar[str] = "dense"
+
+    encoder: Encoder | EncoderConfig = field(default_factory=EncoderConfig)
+    vectors: VectorIndexConfig = field(default_factory=VectorIndexConfig)
+
+
+def check_same_encoder(where: str, built: EncoderSpec, given: EncoderSpec) -> None:
+    """Raise :class:`IndexMismatchError` if ``given`` would make other vectors than ``built``."""
+    differences = [
+        f"{name}: index has {getattr(built, name)!r}, encoder has {getattr(given, name)!r}"
+        for name in _SPEC_FIELDS_THAT_CHANGE_VECTORS
+        if getattr(built, name) != getattr(given, name)
+    ]
+    if differences:
+        raise IndexMismatchError(
+            f"{where} was built with another encoder ({built.model!r}): " + "; ".join(differences)
+        )
+
+
+class DenseKind:
+    """A resolved ``dense`` channel: the encoder's spec, the FAISS settings, the encoder itself."""
+
+    unit: Unit = "passage"
+
+    def __init__(
+        self,
+        spec: EncoderSpec,
+        vectors: VectorIndexConfig,
+        encoder: Encoder | None = None,
+        options: OpenOptions | None = None,
+        config: EncoderConfig | None = None,
+    ) -> None:
+        vectors.check(spec.dim)
+        self.spec = spec
+        self.config = config or spec.to_config()
+        self.vectors = vectors
+        self._encoder = encoder
+        self._options = options or OpenOptions()
+        self.notes: list[str] = []
+
+    def settings(self) -> dict[str, Any]:
+        return {"encoder": self.spec.to_dict(), "vectors": self.vectors.to_dict()}
+
+    @property
+    def encoder(self) -> Encoder:
+        """The encoder, loaded on first use from the spec (and the open options)."""
+        if self._encoder is None:
+            options = self._options
+            config = self.spec.to_config(batch_size=options.batch_size, device=options.device)
+            if options.model is not None:
+                config = replace(config, model=options.model)
+            if options.backend is not None:
+                config = replace(config, backend=options.backend)
+            encoder = make_encoder(config, calibration=options.calibration)
+            check_same_encoder("this index", self.spec, encoder.spec)
+            self._encoder = encoder
+        return self._encoder
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.encoder.tokenizer
+
+    def use_encoder(self, encoder: Encoder) -> None:
+        """Encode with ``encoder`` from now on (e.g. the loaded one wrapped in a lock); it must
+        be the same model."""
+        check_same_encoder("this index", self.spec, encoder.spec)
+        self._encoder = encoder
+
+    def runner(self, address: str) -> AbstractContextManager[BatchRunner]:
+        """Encode on the Dask cluster at ``address`` (``local:N``: N local workers); every
+        worker loads this channel's encoder from its config."""
+        from densa.index.distributed import dask_runner
+
+        return dask_runner(address, self.config, self.spec.fingerprint)
+
+    def part_writer(self, folder: Path, job: BuildJob) -> DenseWriter:
+        return DenseWriter(self, folder, job)
+
+    def open(self, segments: Sequence[SegmentView], name: str) -> DenseSearch:
+        parts = [v.cached(f"{name}:vectors", partial(VectorIndex.load, v.folder / name)) for v in segments]
+        for view, part in zip(segments, parts, strict=True):
+            if len(part) != view.passages:
+                raise IndexMismatchError(
+                    f"{view.folder / name}: {len(part)} vectors for the segment's {view.passages} passages"
+                )
+        return DenseSearch(self, segments, parts)
+
+    def merge_parts(
+        self, sources: Sequence[tuple[Path, BoolArray]], folder: Path, bulk: bool
+    ) -> dict[str, Any]:
+        kept = [VectorIndex.load(path).reconstruct(np.flatnonzero(keep)) for path, keep in sources]
+        vectors = np.concatenate(kept) if kept else np.zeros((0, self.spec.dim), np.float32)
+        return self.write_vectors(vectors, folder, bulk=bulk, truncated=0)
+
+    def write_vectors(
+        self, vectors: np.ndarray, folder: Path, *, bulk: bool, truncated: int
+    ) -> dict[str, Any]:
+        """Build and save a part from a segment's passage vectors (row i = local passage i)."""
+        config = self.vectors
+        if not bulk and len(vectors) < config.exact_below:
+            config = replace(config, kind="flat")
+        index = VectorIndex.build(vectors, config)
+        written = index.save(folder)
+        return {
+            "bytes": written,
+            "vector_codes": index.memory_bytes(),
+            "kind": config.kind,
+            "truncated": truncated,
+        }
+
+
+class DenseWriter:
+    """Encodes a segment's passages batch by batch (resumable, here or on Dask workers) and
+    builds the segment's vector index at the end."""
+
+    def __init__(self, kind: DenseKind, folder: Path, job: BuildJob) -> None:
+        self._kind = kind
+        self._folder = folder
+        self._job = job
+        self._shards = ShardCache(job.resume_dir, job.signature) if job.resume_dir is not None else None
+        self._runner: BatchRunner = job.runner or LocalRunner(kind.encoder, job.progress)
+        self._pending: deque[tuple[int, str, int, Pending, bool]] = deque()
+        self._vectors: list[np.ndarray] = []
+        self._truncated = 0
+        self._batches = 0
+        self._ids = 0
+
+    def add(self, texts: Sequence[str], documents: Sequence[Document]) -> None:
+        number, self._batches = self._batches, self._batches + 1
+        ids = list(range(self._ids, self._ids + len(texts)))
+        self._ids += len(texts)
+        digest = batch_digest(ids, texts)
+        found = self._shards.load(number, digest) if self._shards is not None else None
+        if found is not None:
+            self._pending.append((number, digest, len(texts), Done(found), True))
+        else:
+            job = self._runner.submit(list(texts), [d.full_text for d in documents])
+            self._pending.append((number, digest, len(texts), job, False))
+        while len(self._pending) >= self._runner.window:
+            self._collect()
+
+    def _collect(self) -> None:
+        number, digest, count, job, cached = self._pending.popleft()
+        matrix, truncated = job.result()
+        if not cached and self._shards is not None:
+            self._shards.save(number, digest, matrix, truncated)
+        if (cached or self._job.runner is not None) and self._job.progress is not None:
+            self._job.progress(count)
+        self._vectors.append(matrix)
+        self._truncated += truncated
+
+    def finish(self) -> dict[str, Any]:
+        while self._pending:
+            self._collect()
+        dim = self._kind.spec.dim
+        vectors = np.concatenate(self._vectors) if self._vectors else np.zeros((0, dim), np.float32)
+        return self._kind.write_vectors(vectors, self._folder, bulk=self._job.bulk, truncated=self._truncated)
+
+
+class DenseSearch:
+    """Dense search over one snapshot's segments: encode once, search each part, merge."""
+
+    def __init__(
+        self, kind: DenseKind, segments: Sequence[SegmentView], parts: Sequence[VectorIndex]
+    ) -> None:
+        self.kind = kind
+        self._segments = segments
+        self.parts = parts
+
+    @property
+    def encoder(self) -> Encoder:
+        return self.kind.encoder
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.kind.encoder.encode_queries(list(texts))
+
+    def search(self, queries: np.ndarray, k: int, allowed: Sequence[BoolArray | None]) -> list[UnitScores]:
+        if len(allowed) != len(self.parts):
+            raise ValueError(f"{len(allowed)} masks for {len(self.parts)} segments")
+        masks = [view.unit_mask(rows, "passage") for view, rows in zip(self._segments, allowed, strict=True)]
+        want = k + _TIE_MARGIN
+        while True:
+            found = [
+                (view.first_passage, part.search(queries, want, mask))
+                for view, part, mask in zip(self._segments, self.parts, masks, strict=True)
+            ]
+            results = []
+            short = False  # a segment's last fetched row ties with the cut: fetch deeper
+            for q in range(len(queries)):
+                ids = [rows[q][rows[q] >= 0] + first for first, (_, rows) in found]
+                scores = [s[q][rows[q] >= 0] for _, (s, rows) in found]
+                top = (
+                    top_k_with_ties(np.concatenate(ids), np.concatenate(scores), k)
+                    if ids
+                    else UnitScores.empty()
+                )
+                cut = top.scores[-1] if len(top) else np.inf
+                short |= any(len(s) == want and s[-1] >= cut for s in scores)
+                results.append(top)
+            if not short or want >= max((len(p) for p in self.parts), default=0):
+                return results
+            want *= 4
+
+
+class _Factory:
+    def from_config(self, config: DenseChannel, sample: Callable[[], Sequence[str]] = tuple) -> DenseKind:
+        """Load the encoder (calibrating ``openvino-int8`` on ``sample()``, the corpus's first
+        passages, if it was never calibrated) and check it against fp32 on another backend."""
+        if not isinstance(config, DenseChannel):
+            raise ConfigError(f"a dense channel needs a DenseChannel config, got {type(config).__name__}")
+        given = config.encoder
+        if not isinstance(given, EncoderConfig):
+            return DenseKind(given.spec, config.vectors, given)
+        encoder = make_encoder(given, calibration=lambda: list(sample()[:CALIBRATION_TEXTS]))
+        kind = DenseKind(encoder.spec, config.vectors, encoder, config=given)
+        check = list(sample()[:64]) if given.backend != "torch" else []
+        if check:
+            agreement = backend_agreement(encoder, given, check)
+            kind.notes.append(
+                f"backend {given.backend}: mean cosine with fp32 torch on {len(check)} passages "
+                f"= {agreement:.5f}"
+            )
+        return kind
+
+    def from_settings(self, settings: dict[str, Any], options: OpenOptions) -> DenseKind:
+        spec = EncoderSpec.from_dict(settings["encoder"])
+        encoder = options.encoder
+        if encoder is not None:
+            check_same_encoder("this index", spec, encoder.spec)
+        if options.model is not None:
+            got = fingerprint(resolve_model_path(options.model))
+            if got != spec.fingerprint:
+                raise IndexMismatchError(
+                    f"this index was built with model {spec.model!r} (fingerprint {spec.fingerprint}); "
+                    f"{options.model!r} is a different model (fingerprint {got}). Rebuild the index with it."
+                )
+        return DenseKind(spec, VectorIndexConfig.from_dict(settings["vectors"]), encoder, options)
+
+
+FACTORY = _Factory()
