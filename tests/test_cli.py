@@ -168,3 +168,58 @@ def test_index_on_openvino_int8_calibrates_on_the_corpus(tmp_path: Path, minilm_
     assert json.loads(record.read_text())["calibration_texts"] == 10  # the corpus's 10 documents
     hits = json.loads(_ok(["search", str(index), "heart attack", "--json", "-k", "1"]))
     assert hits[0]["id"] == "d3"
+
+
+def test_named_channels_a_second_model_and_optimize(tmp_path: Path, tiny_bert: Path) -> None:
+    path = tmp_path / "idx"
+    out = _ok(
+        ["index", str(TINY / "corpus.jsonl"), "-o", str(path), "--channel", "dense:hnsw", "--channel", "bm25"]
+    )
+    assert "channels: dense, bm25" in out
+    info = json.loads(_ok(["info", str(path)]))
+    assert info["channels"]["dense"]["settings"]["vectors"]["kind"] == "hnsw"
+    added = _ok(
+        [
+            "add-channel",
+            str(path),
+            "--channel",
+            "tiny=dense:flat",
+            "--model",
+            str(tiny_bert),
+            "--pooling",
+            "mean",
+        ]
+    )
+    assert "added channel tiny (dense) over 10 documents" in added and "channels: dense, bm25, tiny" in added
+    tiny = json.loads(_ok(["search", str(path), "heart attack", "--mode", "tiny", "--json", "-k", "10"]))
+    assert len(tiny) == 10  # a random tiny model: every document, in some order
+    dense = json.loads(_ok(["search", str(path), "heart attack", "--mode", "dense", "--json", "-k", "3"]))
+    assert dense[0]["id"] == "d3"  # the original channel is untouched
+    three = ["search", str(path), "heart attack", "--mode", "hybrid", "--json", "-k", "3"]
+    weighted = json.loads(_ok([*three, "--weights", "dense=1,bm25=1,tiny=0"]))
+    two = json.loads(_ok(["search", str(path), "heart attack", "--mode", "dense+bm25", "--json", "-k", "3"]))
+    assert [h["id"] for h in weighted] == [h["id"] for h in two]  # weight 0 leaves tiny out of the order
+    result = runner.invoke(app, [*three, "--weights", "dense=1"])
+    assert result.exit_code != 0 and "no fusion weight for bm25, tiny" in str(result.exception)
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text(json.dumps({"_id": "n1", "text": "Heart attack symptoms."}) + "\n")
+    _ok(["add", str(path), str(extra)])
+    _ok(["delete", str(path), "d9"])
+    assert "2 segment(s) -> 1; 10 documents" in _ok(["optimize", str(path)])
+    assert json.loads(_ok(["info", str(path)]))["counts"] == {
+        "documents": 10,
+        "passages": 10,
+        "segments": 1,
+        "deleted": 0,
+    }
+
+
+def test_upgrade_command_converts_a_format_1_index(tmp_path: Path) -> None:
+    from tests.helpers import FIXTURES
+
+    old = tmp_path / "old"
+    shutil.copytree(FIXTURES / "format1-index", old)
+    refused = runner.invoke(app, ["info", str(old)])
+    assert refused.exit_code != 0 and f"densa upgrade {old}" in str(refused.exception)
+    assert "upgraded" in _ok(["upgrade", str(old)])
+    assert json.loads(_ok(["info", str(old)]))["counts"]["documents"] == 10

@@ -105,9 +105,13 @@ def test_kill_during_add_leaves_old_or_new_state(tmp_path: Path) -> None:
             cwd=Path(__file__).parents[2],
         )
         assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
-        if trial < 5:
-            time.sleep(rng.uniform(0.0, 1.5))
+        if trial < 3:
+            time.sleep(rng.uniform(0.0, 1.5))  # most likely during the add
+        elif trial < 5:
+            assert proc.stdout.readline().strip() == "added"
+            time.sleep(rng.uniform(0.0, 0.05))  # during the merge that follows it
         else:  # the last run is left to finish, and killed right after its commit
+            assert proc.stdout.readline().strip() == "added"
             assert proc.stdout.readline().strip() == "done"
         proc.send_signal(signal.SIGKILL)
         proc.wait()

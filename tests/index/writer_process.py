@@ -1,4 +1,5 @@
-"""Run as a subprocess by the kill test: add documents slowly to an index, then exit."""
+"""Run as a subprocess by the kill test: add documents slowly to an index, then merge its
+segments into one (``optimize``), then exit."""
 
 from __future__ import annotations
 
@@ -21,5 +22,7 @@ def slow_documents(n: int) -> Iterator[Document]:
 if __name__ == "__main__":
     path, count = sys.argv[1], int(sys.argv[2])
     print("started", flush=True)
-    Index.open(path, encoder=HashingEncoder()).add(slow_documents(count), batch_size=10)
+    index = Index.open(path, encoder=HashingEncoder()).add(slow_documents(count), batch_size=10)
+    print("added", flush=True)
+    index.optimize()
     print("done", flush=True)

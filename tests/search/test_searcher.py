@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,3 +79,35 @@ def test_config_validation(index: Index) -> None:
         SearchConfig(aggregate="mean")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"no channel 'sparse' in this index \(channels: dense, bm25"):
         search(index, ["x"], 3, mode="sparse")
+
+
+class _LengthReranker:
+    """A reranker that prefers shorter passages (the Reranker protocol, no model)."""
+
+    def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        return [-float(len(passage)) for _, passage in pairs]
+
+
+@pytest.mark.parametrize("rerank", [False, True])
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_a_query_batch_makes_at_most_two_document_store_calls(
+    index: Index, monkeypatch: pytest.MonkeyPatch, mode: str, rerank: bool
+) -> None:
+    from densa.index import Snapshot
+
+    calls: list[str] = []
+    for name in ("documents", "doc_ids"):
+        original = getattr(Snapshot, name)
+
+        def counted(self: Snapshot, rids: Any, _name: str = name, _original: Any = original) -> Any:
+            calls.append(_name)
+            return _original(self, rids)
+
+        monkeypatch.setattr(Snapshot, name, counted)
+    index = index.add([Document("extra", "heart attack surgery")])  # two segments to fan out over
+    searcher = Searcher(index, SearchConfig(mode=mode), reranker=_LengthReranker() if rerank else None)
+    hits = searcher.hits(["heart attack", "shark", "bread yeast", "stock"], 5)
+    assert len(calls) <= 2 and any(hits)
+    calls.clear()
+    searcher.search([Query("q1", "heart attack"), Query("q2", "lava")], 5)
+    assert len(calls) <= 2

@@ -9,6 +9,7 @@ from densa.corpus import read_corpus
 from densa.index import Index
 from densa.serve import ServeConfig
 from densa.serve.app import create_app
+from densa.types import Document
 from tests.helpers import TINY, HashingEncoder
 
 
@@ -140,3 +141,37 @@ def test_page_and_assets_are_served_without_a_cdn(index_path: Path) -> None:
     for asset in ("/static/app.js", "/static/style.css"):
         response = api.get(asset)
         assert response.status_code == 200 and "https://" not in response.text
+
+
+def test_writes_from_another_process_are_seen_and_do_not_block_own_writes(index_path: Path) -> None:
+    api = client(index_path)
+    assert api.get("/documents/d1").status_code == 200
+    cli = Index.open(index_path, encoder=HashingEncoder())  # as `densa add` / `densa delete` would
+    cli.add([Document("from-cli", "Glaciers carve valleys.")]).delete(["d1"])
+    assert api.get("/documents/from-cli").status_code == 200  # the next request sees the new generation
+    assert api.get("/documents/d1").status_code == 404
+    hits = api.post("/search", json={"query": "glaciers valleys", "mode": "bm25"}).json()["results"][0][
+        "hits"
+    ]
+    assert hits[0]["id"] == "from-cli"
+    added = api.post("/documents", json={"documents": [{"id": "from-api", "text": "Ice sheets melt."}]})
+    assert added.status_code == 200 and added.json()["documents"] == 11  # no "changed by another writer"
+    assert len(Index.open(index_path, encoder=HashingEncoder())) == 11
+
+
+def test_search_options_come_from_the_search_config(index_path: Path) -> None:
+    api = client(index_path)
+    body = {
+        "query": "heart attack",
+        "mode": "dense+bm25",
+        "fusion": {"method": "rrf", "weights": {"dense": 2, "bm25": 1}},
+    }
+    response = api.post("/search", json=body).json()
+    assert response["channels"] == ["dense", "bm25"] and response["mode"] == "dense+bm25"
+    properties = api.get("/openapi.json").json()["components"]["schemas"]["SearchRequest"]["properties"]
+    assert {"mode", "fusion", "depth", "aggregate", "top_passages", "rerank_depth", "rerank_weight"} <= set(
+        properties
+    )
+    assert api.post("/search", json={"query": "x", "depth": 0}).status_code == 422  # SearchConfig's own check
+    weights = {"query": "x", "mode": "hybrid", "fusion": {"weights": {"dense": 1}}}
+    assert api.post("/search", json=weights).status_code == 422  # no weight for bm25

@@ -336,6 +336,9 @@ def merge_segments(
     documents (in order), its parts merged from the stored ones (no re-encoding where the
     kind can merge; otherwise written from the stored texts)."""
     sources = [s for s in current.segments if s.name in set(names)]
+    kept = tuple(s for s in current.segments if s.name not in set(names))
+    if not any(s.live for s in sources):  # nothing live: the segments just go
+        return current.evolve(segments=kept)
     name = f"seg-{current.next_segment:06d}"
     folder = path / SEGMENTS_DIR / name
     store = StoreWriter(folder)
@@ -385,7 +388,6 @@ def merge_segments(
         parts=parts,
         store_bytes=dir_bytes(folder) - sum(int(p.get("bytes", 0)) for p in parts.values()),
     )
-    kept = tuple(s for s in current.segments if s.name not in set(names))
     return current.evolve(
         segments=(*kept, merged_record),
         next_row=current.next_row + rows,

@@ -194,7 +194,8 @@ class Postings:
 
     def vocabulary(self) -> list[str]:
         ends = self.term_ends.tolist()
-        return [self.terms[a:b].decode("utf-8") for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+        starts = [0, *ends[:-1]] if ends else []
+        return [self.terms[a:b].decode("utf-8") for a, b in zip(starts, ends, strict=True)]
 
     def find(self, term: str) -> int:
         """The local id of ``term``, or -1 (binary search over the sorted UTF-8 vocabulary)."""
