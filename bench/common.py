@@ -86,18 +86,39 @@ def read_dataset_corpus(dataset_root: Path) -> Iterator[Any]:
         print(report.summary())
 
 
+def dense_vectors(index: Any) -> tuple[np.ndarray, list[str]]:
+    """A fresh, unchunked index's dense vectors in row order, and the text each was encoded from
+    (title and text: one passage per document)."""
+    vectors = np.concatenate([part.all_vectors() for part in index.channel("dense").parts])
+    texts = [doc.full_text for _, doc in index.snapshot.iter_documents()]
+    assert len(vectors) == len(texts), "expected one passage per document and no deletes"
+    return vectors, texts
+
+
+def add_kind_channel(index: Any, name: str, feeder: PrecomputedEncoder, config: Any) -> Any:
+    """``index`` with one more dense channel, ``name``, of the FAISS kind ``config`` describes,
+    built from ``feeder``'s precomputed vectors through ``Index.add_channel`` (no re-encoding)."""
+    from densa.index import DenseChannel
+
+    return index.add_channel(name, DenseChannel(feeder, config), batch_size=8192)
+
+
 class PrecomputedEncoder:
     """Hands out precomputed passage vectors to ``Index.build``; queries go to ``real``.
 
     ``row_of(text)`` names the row of ``vectors`` that belongs to a passage text (the build
     encodes passages longest first, not in corpus order). Lets a bench time encoding once and
     reuse the vectors, or index vectors it made itself. ``served`` counts the rows handed out.
+    Its spec is the real encoder's, so an index built with it reopens with the real model.
     """
 
-    def __init__(self, real: Any, vectors: np.ndarray, row_of: Callable[[str], int]) -> None:
+    def __init__(
+        self, real: Any, vectors: np.ndarray, row_of: Callable[[str], int], *, count_truncated: bool = True
+    ) -> None:
         self._real = real
         self._vectors = vectors
         self._row_of = row_of
+        self._count = count_truncated
         self.served = 0
 
     @property
@@ -116,4 +137,6 @@ class PrecomputedEncoder:
         return np.ascontiguousarray(self._vectors[[self._row_of(t) for t in texts]], dtype=np.float32)
 
     def count_truncated(self, texts: Sequence[str]) -> int:
-        return int(self._real.count_truncated(texts))
+        """The real tokenizer's count, or 0 when the bench does not report it (``count_truncated=False``
+        skips tokenising every text again for each extra channel)."""
+        return int(self._real.count_truncated(texts)) if self._count else 0

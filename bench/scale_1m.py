@@ -13,11 +13,15 @@ Vectors (documented mixing of real ones, since 1M real passages cannot be encode
    the real manifold; the isotropic noise makes ANN search harder than on real data.
 3. **Queries**: the real queries of the three collections, encoded by the same model.
 
-Per kind: the vector index is built from the same matrix (time, RSS growth, bytes of its
-codes, bytes on disk), recall@10 against exact inner-product search, single-query latency
-of the vector search alone and end to end through ``Searcher.hits`` on a 1M-document densa
-index (encode the query + search + fetch the 10 documents from SQLite), with the query
-encoded by torch fp32 and by OpenVINO. Then search-time
+A 1M-document densa index (documents, a flat ``dense`` channel and ``bm25``) is built once.
+Each other kind is added to it as a dense channel built from the same matrix
+(``Index.add_channel`` fed by the precomputed vectors: its time includes reading the 1M stored
+passages back; the flat kind is the index's own ``dense`` channel, its build time the FAISS
+build alone). Per kind: RSS growth of a process serving it, bytes of its codes and on disk,
+recall@10 against exact inner-product search, single-query latency of the vector search alone
+and end to end through ``Searcher.hits`` with ``mode`` = that channel (encode the query +
+search + fetch the 10 documents from SQLite), with the query encoded by torch fp32 and by
+OpenVINO. BM25 and the dense + BM25 hybrid are timed end to end too. Then search-time
 parameters are swept (efSearch, nprobe, rescore depth) for a recall-vs-latency plot.
 
 Run::
@@ -48,13 +52,15 @@ from common import (
     RESULTS,
     WORK,
     PrecomputedEncoder,
+    add_kind_channel,
     cached_index,
+    dense_vectors,
     latency_ms,
     markdown_table,
     write_results,
 )
 from densa.corpus import BeirDataset
-from densa.encode import EncoderConfig, SentenceTransformerEncoder, make_encoder
+from densa.encode import SentenceTransformerEncoder
 from densa.index import Index, VectorIndex, VectorIndexConfig
 from densa.index.writer import dir_bytes
 from densa.search import SearchConfig, Searcher
@@ -91,30 +97,24 @@ def rss():
     fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
     return {k: int(fields[k].split()[0]) * 1024 for k in ("RssAnon", "RssFile")}
 
-folder, config, queries = sys.argv[1], json.loads(sys.argv[2]), np.load(sys.argv[3])
+folder, queries = sys.argv[1], np.load(sys.argv[2])
 before = rss()
-index = VectorIndex.load(__import__("pathlib").Path(folder) / "vectors.faiss", VectorIndexConfig(**config))
+index = VectorIndex.load(__import__("pathlib").Path(folder))
 index.search(queries, 10)
 after = rss()
 print(json.dumps({k: after[k] - before[k] for k in after}))
 """
 
 
-def serving_rss(folder: Path, config: VectorIndexConfig, queries: npt.NDArray[np.float32]) -> dict[str, int]:
+def serving_rss(folder: Path, queries: npt.NDArray[np.float32]) -> dict[str, int]:
     """RSS growth of a fresh process that loads the saved index and answers every query:
     the RAM a server needs for it, split into anonymous memory (heap: codes, graphs, lists)
     and file-backed pages (the memory-mapped float store of the lossy kinds, which the OS can
     drop and read again; only the rows that rescoring touched count)."""
-    np.save(folder / "queries.npy", queries)
+    query_file = WORK / "scale-queries.npy"
+    np.save(query_file, queries)
     out = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _RSS_PROBE,
-            str(folder),
-            json.dumps(config.to_dict()),
-            str(folder / "queries.npy"),
-        ],
+        [sys.executable, "-c", _RSS_PROBE, str(folder), str(query_file)],
         check=True,
         capture_output=True,
         text=True,
@@ -133,9 +133,9 @@ def real_base(
     vectors, texts = [], []
     for name in datasets:
         index = cached_index(data / name)
-        pids = index.vectors.ids()
-        vectors.append(index.vectors.reconstruct(pids))
-        texts += [index.passage_text(pid)[:TEXT_CHARS] for pid in pids]
+        found, full_texts = dense_vectors(index)
+        vectors.append(found)
+        texts += [t[:TEXT_CHARS] for t in full_texts]
         index.close()
     return np.concatenate(vectors), texts, encoder
 
@@ -204,8 +204,7 @@ def main() -> None:
     vectors = grow(base, args.n)
     print(f"{len(base)} real passages grown to {len(vectors)}; {len(queries)} real queries", flush=True)
 
-    exact = VectorIndex.create(vectors.shape[1], VectorIndexConfig())
-    exact.add(vectors, list(range(len(vectors))))
+    exact = VectorIndex.build(vectors, VectorIndexConfig())
     _, truth = exact.search(query_vectors, 10)
     del exact
 
@@ -217,24 +216,27 @@ def main() -> None:
     )
     assert feeder.served == args.n == len(index)
     store_seconds = time.perf_counter() - start
-    index = Index.open(folder, encoder=real)
-    searcher = Searcher(index, SearchConfig(mode="dense"))
-    # the same index with queries encoded by OpenVINO (bf16 where the CPU has it)
-    fast = Index.open(folder, encoder=make_encoder(EncoderConfig(backend="openvino")))
-    fast_searcher = Searcher(fast, SearchConfig(mode="dense"))
+    feeder = PrecomputedEncoder(real, vectors, row_of, count_truncated=False)  # for the other kinds
     sample = list(range(0, len(queries), max(1, len(queries) // args.latency_queries)))[
         : args.latency_queries
     ]
+    latency_texts = [queries[i] for i in sample]
     flat_bytes = len(vectors) * vectors.shape[1] * 4
     summary: dict[str, Any] = {
         "n": args.n,
         "n_real_base": len(base),
         "queries_recall": len(queries),
         "queries_latency": len(sample),
-        "index_build_seconds_with_flat_store_bm25": store_seconds,
+        "index_build_seconds_with_flat_dense_and_bm25": store_seconds,
         "documents_bytes_on_disk": dir_bytes(folder),
         "growth": {"mix": MIX, "noise": NOISE, "seed": SEED},
     }
+    with Index.open(folder) as plain:  # the other channels' end-to-end latency, fp32 queries
+        summary["e2e_ms"] = {}
+        for mode in ("bm25", "dense+bm25"):
+            mode_searcher = Searcher(plain, SearchConfig(mode=mode))
+            summary["e2e_ms"][mode] = latency_ms(lambda q, s=mode_searcher: s.hits([q], 10), latency_texts)
+    print(summary, flush=True)
     kinds: dict[str, Any] = {}
     sweeps: dict[str, list[dict[str, float]]] = {}
 
@@ -290,66 +292,67 @@ def main() -> None:
         write_results("scale_1m", {"summary": summary, "kinds": kinds, "sweeps": sweeps}, table, command)
         plot(sweeps, kinds)
 
-    index.vectors = fast.vectors = None  # type: ignore[assignment]  # each kind below takes its place
     for kind in args.kinds.split(","):
         config = KINDS[kind]
+        name = "dense" if kind == "flat" else f"dense-{kind}"
         start = time.perf_counter()
-        built = VectorIndex.create(vectors.shape[1], config)
-        built.add(vectors, list(range(len(vectors))))
-        disk_dir = WORK / f"scale-kind-{kind}"
-        shutil.rmtree(disk_dir, ignore_errors=True)
-        disk_dir.mkdir(parents=True)
-        built.save(disk_dir / "vectors.faiss")  # trained kinds train and fill here
+        if kind == "flat":  # the index's own dense channel: time the FAISS build alone
+            VectorIndex.build(vectors, config).save(WORK / "scale-flat-build")
+            shutil.rmtree(WORK / "scale-flat-build")
+        else:
+            index = add_kind_channel(index, name, feeder, config)
         build = time.perf_counter() - start
-        disk = dir_bytes(disk_dir)
-        del built
+        (segment,) = index.manifest.segments
+        part = folder / "segments" / segment.name / name
+        disk = dir_bytes(part)
         gc.collect()
-        grown = serving_rss(disk_dir, config, query_vectors)
-        vi = VectorIndex.load(disk_dir / "vectors.faiss", config)
-        _, found = vi.search(query_vectors, 10)
-        ids = [str(i) for i in sample]
-        search = latency_ms(lambda q, vi=vi: vi.search(query_vectors[int(q)][None, :], 10), ids)
-        index.vectors = vi  # the same 1M-document index, searched through this kind
-        e2e = latency_ms(lambda q: searcher.hits([q], 10), [queries[i] for i in sample])
-        fast.vectors = vi
-        e2e_fast = latency_ms(lambda q: fast_searcher.hits([q], 10), [queries[i] for i in sample])
-        kinds[kind] = {
-            "params": shown_params(config),
-            "build_s": build,
-            "codes_mb": vi.memory_bytes() / 2**20,
-            "codes_fraction_of_float": vi.memory_bytes() / flat_bytes,
-            "serving_rss_mb": (grown["RssAnon"] + grown["RssFile"]) / 2**20,
-            "serving_anon_mb": grown["RssAnon"] / 2**20,
-            "serving_file_mb": grown["RssFile"] / 2**20,
-            "disk_mb": disk / 2**20,
-            "recall@10": recall_at_10(found, truth),
-            "search_p50_ms": search["p50_ms"],
-            "search_p99_ms": search["p99_ms"],
-            "e2e_p50_ms": e2e["p50_ms"],
-            "e2e_p99_ms": e2e["p99_ms"],
-            "e2e_openvino_p50_ms": e2e_fast["p50_ms"],
-            "e2e_openvino_p99_ms": e2e_fast["p99_ms"],
-        }
-        print(kind, kinds[kind], flush=True)
-        if kind in SWEEPS:
-            param, values = SWEEPS[kind]
-            sweeps[kind] = []
-            for value in values:
-                vi.set_search_params(**{param: value})
-                _, found = vi.search(query_vectors, 10)
-                lat = latency_ms(lambda q, vi=vi: vi.search(query_vectors[int(q)][None, :], 10), ids[:200])
-                sweeps[kind].append(
-                    {
-                        "param": param,
-                        "value": value,
-                        "recall@10": recall_at_10(found, truth),
-                        "search_p50_ms": lat["p50_ms"],
-                    }
-                )
+        grown = serving_rss(part, query_vectors)
+        with Index.open(folder) as torch_queries, Index.open(folder, backend="openvino") as openvino_queries:
+            (vi,) = torch_queries.channel(name).parts  # type: ignore[attr-defined]
+            assert vi.config.kind == kind
+            _, found = vi.search(query_vectors, 10)
+            ids = [str(i) for i in sample]
+            search = latency_ms(lambda q, vi=vi: vi.search(query_vectors[int(q)][None, :], 10), ids)
+            searcher = Searcher(torch_queries, SearchConfig(mode=name))
+            e2e = latency_ms(lambda q, s=searcher: s.hits([q], 10), latency_texts)
+            fast = Searcher(openvino_queries, SearchConfig(mode=name))
+            e2e_fast = latency_ms(lambda q, s=fast: s.hits([q], 10), latency_texts)
+            kinds[kind] = {
+                "params": shown_params(config),
+                "build_s": build,
+                "codes_mb": vi.memory_bytes() / 2**20,
+                "codes_fraction_of_float": vi.memory_bytes() / flat_bytes,
+                "serving_rss_mb": (grown["RssAnon"] + grown["RssFile"]) / 2**20,
+                "serving_anon_mb": grown["RssAnon"] / 2**20,
+                "serving_file_mb": grown["RssFile"] / 2**20,
+                "disk_mb": disk / 2**20,
+                "recall@10": recall_at_10(found, truth),
+                "search_p50_ms": search["p50_ms"],
+                "search_p99_ms": search["p99_ms"],
+                "e2e_p50_ms": e2e["p50_ms"],
+                "e2e_p99_ms": e2e["p99_ms"],
+                "e2e_openvino_p50_ms": e2e_fast["p50_ms"],
+                "e2e_openvino_p99_ms": e2e_fast["p99_ms"],
+            }
+            print(kind, kinds[kind], flush=True)
+            if kind in SWEEPS:
+                param, values = SWEEPS[kind]
+                sweeps[kind] = []
+                for value in values:
+                    vi.set_search_params(**{param: value})
+                    _, found = vi.search(query_vectors, 10)
+                    lat = latency_ms(
+                        lambda q, vi=vi: vi.search(query_vectors[int(q)][None, :], 10), ids[:200]
+                    )
+                    sweeps[kind].append(
+                        {
+                            "param": param,
+                            "value": value,
+                            "recall@10": recall_at_10(found, truth),
+                            "search_p50_ms": lat["p50_ms"],
+                        }
+                    )
         save()
-        index.vectors = fast.vectors = None  # type: ignore[assignment]
-        vi = None  # type: ignore[assignment]  # freed before the next kind is measured
-        shutil.rmtree(disk_dir)
     print((RESULTS / "scale_1m.md").read_text())
 
 

@@ -223,3 +223,18 @@ def test_upgrade_command_converts_a_format_1_index(tmp_path: Path) -> None:
     assert refused.exit_code != 0 and f"densa upgrade {old}" in str(refused.exception)
     assert "upgraded" in _ok(["upgrade", str(old)])
     assert json.loads(_ok(["info", str(old)]))["counts"]["documents"] == 10
+
+
+@pytest.mark.parametrize("command", ["search", "eval"])
+def test_every_search_option_is_a_cli_option(command: str) -> None:
+    import dataclasses
+    import inspect
+
+    from densa.cli import eval_, search
+    from densa.fuse import FusionConfig
+    from densa.search import SearchConfig
+
+    wanted = {f.name for f in dataclasses.fields(SearchConfig)} - {"fusion"}
+    wanted |= {"fusion" if f.name == "method" else f.name for f in dataclasses.fields(FusionConfig)}
+    function = {"search": search, "eval": eval_}[command]
+    assert wanted <= set(inspect.signature(function).parameters)

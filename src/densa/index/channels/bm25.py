@@ -376,10 +376,17 @@ class BM25Channel:
             weight_list.append(weight)
         if not rows_list:
             return None
+        touched = sum(len(r) for r in rows_list)
+        if touched * 8 > len(part.postings.lengths):  # many postings: a dense accumulator is cheaper
+            dense = np.zeros(len(part.postings.lengths), np.float64)
+            for rows, weight in zip(rows_list, weight_list, strict=True):
+                dense[rows] += weight  # rows are unique within one term's postings
+            keep = dense > 0 if mask is None else (dense > 0) & mask
+            found = np.flatnonzero(keep)
+            return found.astype(np.int64), dense[found].astype(np.float32)
         rows = np.concatenate(rows_list).astype(np.int64)
-        weights = np.concatenate(weight_list)
         unique, inverse = np.unique(rows, return_inverse=True)
-        sums = np.bincount(inverse, weights=weights).astype(np.float32)
+        sums = np.bincount(inverse, weights=np.concatenate(weight_list)).astype(np.float32)
         keep = sums > 0
         if mask is not None:
             keep &= mask[unique]
