@@ -124,6 +124,20 @@ def _searcher(
     return Searcher(index, SearchConfig(fusion=fused, **config), reranker=reranker)
 
 
+QueryModelOpt = Annotated[str | None, typer.Option(help="Separate query-tower folder (DPR).")]
+PoolingOpt = Annotated[str | None, typer.Option(help="cls | mean | max | last-token.")]
+SimilarityOpt = Annotated[str | None, typer.Option(help="cosine | dot.")]
+QueryPrefixOpt = Annotated[str, typer.Option(help="Instruction put before each query.")]
+PassagePrefixOpt = Annotated[str, typer.Option(help="Instruction put before each passage.")]
+MaxLengthOpt = Annotated[int | None, typer.Option(help="Token limit (default: the model's).")]
+DimOpt = Annotated[int | None, typer.Option(help="Matryoshka: keep the first DIM dimensions.")]
+K1Opt = Annotated[float, typer.Option(help="BM25 k1.")]
+BOpt = Annotated[float, typer.Option(help="BM25 b.")]
+BatchSizeOpt = Annotated[int, typer.Option(help="Texts per forward pass.")]
+DeviceOpt = Annotated[str | None, typer.Option(help="cpu | cuda (default: cuda when present).")]
+BackendOpt = Annotated[
+    str, typer.Option(help="torch | torch-bf16 | onnx | onnx-int8 | openvino | openvino-int8.")
+]
 ChannelOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -147,13 +161,13 @@ def index(
     output: Annotated[Path, typer.Option("-o", "--output", help="Index folder to create.")],
     channel: ChannelOpt = None,
     model: ModelOpt = None,
-    query_model: Annotated[str | None, typer.Option(help="Separate query-tower folder (DPR).")] = None,
-    pooling: Annotated[str | None, typer.Option(help="cls | mean | max | last-token.")] = None,
-    similarity: Annotated[str | None, typer.Option(help="cosine | dot.")] = None,
-    query_prefix: Annotated[str, typer.Option(help="Instruction put before each query.")] = "",
-    passage_prefix: Annotated[str, typer.Option(help="Instruction put before each passage.")] = "",
-    max_length: Annotated[int | None, typer.Option(help="Token limit (default: the model's).")] = None,
-    dim: Annotated[int | None, typer.Option(help="Matryoshka: keep the first DIM dimensions.")] = None,
+    query_model: QueryModelOpt = None,
+    pooling: PoolingOpt = None,
+    similarity: SimilarityOpt = None,
+    query_prefix: QueryPrefixOpt = "",
+    passage_prefix: PassagePrefixOpt = "",
+    max_length: MaxLengthOpt = None,
+    dim: DimOpt = None,
     kind: Annotated[
         str,
         typer.Option(
@@ -168,20 +182,18 @@ def index(
         int | None, typer.Option(help="Split documents into passages of N tokens.")
     ] = None,
     chunk_overlap: Annotated[int, typer.Option(help="Tokens shared by consecutive passages.")] = 32,
-    k1: Annotated[float, typer.Option(help="BM25 k1.")] = 1.5,
-    b: Annotated[float, typer.Option(help="BM25 b.")] = 0.75,
+    k1: K1Opt = 1.5,
+    b: BOpt = 0.75,
     corpus_format: Annotated[str, typer.Option("--format", help="auto | jsonl | tsv | folder.")] = "auto",
     skip_bad: Annotated[bool, typer.Option(help="Skip bad records and report them.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing index.")] = False,
-    batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 32,
-    device: Annotated[str | None, typer.Option(help="cpu | cuda (default: cuda when present).")] = None,
+    batch_size: BatchSizeOpt = 32,
+    device: DeviceOpt = None,
     resume: Annotated[bool, typer.Option(help="Reuse shards encoded by an interrupted run.")] = True,
     dask: Annotated[
         str | None, typer.Option(help="Encode on Dask: a scheduler address, or local:N workers.")
     ] = None,
-    backend: Annotated[
-        str, typer.Option(help="torch | torch-bf16 | onnx | onnx-int8 | openvino | openvino-int8.")
-    ] = "torch",
+    backend: BackendOpt = "torch",
 ) -> None:
     """Encode CORPUS and write an index folder: the documents and every channel (default: dense + BM25).
 
@@ -289,21 +301,19 @@ def add_channel(
         str, typer.Option("--channel", help="The channel to add, NAME=KIND[:BACKEND], e.g. e5=dense:hnsw.")
     ],
     model: ModelOpt = None,
-    query_model: Annotated[str | None, typer.Option(help="Separate query-tower folder (DPR).")] = None,
-    pooling: Annotated[str | None, typer.Option(help="cls | mean | max | last-token.")] = None,
-    similarity: Annotated[str | None, typer.Option(help="cosine | dot.")] = None,
-    query_prefix: Annotated[str, typer.Option(help="Instruction put before each query.")] = "",
-    passage_prefix: Annotated[str, typer.Option(help="Instruction put before each passage.")] = "",
-    max_length: Annotated[int | None, typer.Option(help="Token limit (default: the model's).")] = None,
-    dim: Annotated[int | None, typer.Option(help="Matryoshka: keep the first DIM dimensions.")] = None,
+    query_model: QueryModelOpt = None,
+    pooling: PoolingOpt = None,
+    similarity: SimilarityOpt = None,
+    query_prefix: QueryPrefixOpt = "",
+    passage_prefix: PassagePrefixOpt = "",
+    max_length: MaxLengthOpt = None,
+    dim: DimOpt = None,
     kind: Annotated[str, typer.Option(help="FAISS kind when BACKEND is not given.")] = "flat",
-    k1: Annotated[float, typer.Option(help="BM25 k1.")] = 1.5,
-    b: Annotated[float, typer.Option(help="BM25 b.")] = 0.75,
-    batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 32,
-    device: Annotated[str | None, typer.Option(help="cpu | cuda (default: cuda when present).")] = None,
-    backend: Annotated[
-        str, typer.Option(help="torch | torch-bf16 | onnx | onnx-int8 | openvino | openvino-int8.")
-    ] = "torch",
+    k1: K1Opt = 1.5,
+    b: BOpt = 0.75,
+    batch_size: BatchSizeOpt = 32,
+    device: DeviceOpt = None,
+    backend: BackendOpt = "torch",
 ) -> None:
     """Add a channel to INDEX (e.g. a second model), from the stored documents; the other channels
     are not touched."""

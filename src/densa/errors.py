@@ -6,7 +6,16 @@ else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DensaError", "IndexMismatchError", "InputError", "MissingExtraError"]
+__all__ = [
+    "ConfigError",
+    "ConflictError",
+    "DensaError",
+    "IndexDamagedError",
+    "IndexMismatchError",
+    "InputError",
+    "MissingExtraError",
+    "NotFoundError",
+]
 
 
 class DensaError(Exception):
@@ -36,6 +45,18 @@ class ConfigError(DensaError, ValueError):
 
 class IndexMismatchError(DensaError):
     """An index opened with an encoder other than the one that built it."""
+
+
+class IndexDamagedError(DensaError):
+    """A file of an index folder is missing, unreadable or disagrees with the manifest."""
+
+
+class NotFoundError(DensaError):
+    """Something asked for by id (a document, a channel) is not there."""
+
+
+class ConflictError(DensaError):
+    """What is being added is there already (a document id, a channel name)."""
 
 
 class MissingExtraError(DensaError):

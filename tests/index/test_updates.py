@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from densa.corpus import read_corpus
-from densa.errors import InputError
+from densa.errors import ConflictError, NotFoundError
 from densa.index import Index, Manifest
 from densa.types import Document
 from tests.helpers import TINY, HashingEncoder, search
@@ -69,9 +69,9 @@ def test_delete_equals_a_fresh_build_without_the_documents(tmp_path: Path) -> No
 def test_failed_updates_change_nothing(tmp_path: Path) -> None:
     index = Index.build(_docs(), tmp_path / "idx", encoder=HashingEncoder())
     before = (tmp_path / "idx" / "manifest.json").read_text()
-    with pytest.raises(InputError, match="already in the index"):
+    with pytest.raises(ConflictError, match="already in the index"):
         index.add([Document("new", "fine"), Document("d1", "duplicate of an existing id")])
-    with pytest.raises(InputError, match="no such document"):
+    with pytest.raises(NotFoundError, match="no such document"):
         index.delete(["d1", "nope"])
     assert (tmp_path / "idx" / "manifest.json").read_text() == before
     segments = [s["name"] for s in json.loads(before)["segments"]]

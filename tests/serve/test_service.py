@@ -26,7 +26,8 @@ def test_openvino_int8_queries_are_calibrated_on_the_served_index(tmp_path: Path
     service = IndexService(ServeConfig(index=tmp_path / "idx", backend="openvino-int8"))
     (record,) = (model / "onnx").glob("*-ov-int8.json")
     assert json.loads(record.read_text())["calibration_texts"] == 10  # the index's 10 documents
-    assert service.index.encoder.spec.backend == "openvino-int8"
+    with service.snapshot() as index:
+        assert index.encoder.spec.backend == "openvino-int8"
     assert service.search(["heart attack"], 1, SearchConfig(), None, rerank=False)[1][0][0].doc_id == "d3"
 
 
@@ -34,3 +35,19 @@ def test_serve_config_refuses_a_rerank_weight_outside_zero_to_one(tmp_path: Path
     with pytest.raises(ConfigError, match=r"rerank_weight must be in \[0, 1\]"):
         ServeConfig(index=tmp_path, rerank_weight=1.5)
     assert ServeConfig(index=tmp_path, rerank_weight=0.0).rerank_weight == 0.0
+
+
+def test_swapped_out_snapshots_are_closed_so_old_generations_go(tmp_path: Path) -> None:
+    from densa.types import Document
+    from tests.helpers import HashingEncoder
+
+    Index.build(read_corpus(TINY / "corpus.jsonl"), tmp_path / "idx", encoder=HashingEncoder())
+    service = IndexService(ServeConfig(index=tmp_path / "idx"), encoder=HashingEncoder())
+    for i in range(3):
+        service.add([Document(f"n{i}", f"new document {i}")])
+    with service.snapshot() as index:  # a request in flight keeps its snapshot open ...
+        service.delete(["n0"])
+        assert index.get("n0") is not None and len(index) == 13
+    commits = sorted(p.name for p in (tmp_path / "idx" / "commits").iterdir())
+    assert len(commits) <= 2, commits  # ... but nothing older than the one before the last is held
+    assert service._retired == []

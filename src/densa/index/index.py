@@ -26,7 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 from densa.chunk.chunker import ChunkConfig
 from densa.encode.config import CALIBRATION_TEXTS, Backend, EncoderConfig
 from densa.encode.encoder import Encoder
-from densa.errors import DensaError
+from densa.errors import ConflictError, DensaError
 from densa.index.channels import registry
 from densa.index.channels.base import BuildJob, Channel, ChannelKind, OpenOptions
 from densa.index.channels.bm25 import BM25Config
@@ -515,7 +515,7 @@ class Index:
         texts, without touching the other channels; returns the updated index."""
         check_channel_name(name)
         if name in Manifest.read(self.path).channels:
-            raise DensaError(f"{self.path} already has a channel named {name!r}")
+            raise ConflictError(f"{self.path} already has a channel named {name!r}")
         start = time.perf_counter()
         kind = registry.get(config.kind).from_config(config, self.calibration_texts)
         record = ChannelRecord(config.kind, kind.settings())
@@ -526,7 +526,7 @@ class Index:
         }
         with self._writing() as (current, working), _progress_bar(progress, f"adding channel {name}") as bar:
             if name in current.channels:
-                raise DensaError(f"{self.path} already has a channel named {name!r}")
+                raise ConflictError(f"{self.path} already has a channel named {name!r}")
 
             def job(part: str) -> BuildJob:
                 folder = self.path / BUILD_DIR / f"add-channel-{part}" if resume else None

@@ -20,7 +20,7 @@ import os
 import shutil
 from pathlib import Path
 
-from densa.errors import DensaError
+from densa.errors import DensaError, IndexDamagedError
 from densa.index.manifest import COMMITS_DIR, MANIFEST, SEGMENTS_DIR, Manifest, commit_name
 
 __all__ = ["Lease", "acquire", "collect_garbage"]
@@ -57,9 +57,7 @@ def acquire(index_dir: Path) -> tuple[Manifest, Lease]:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             if Manifest.read(index_dir).generation == current.generation:
-                raise DensaError(
-                    f"{path}: commit file of the current generation is missing (damaged index)"
-                ) from None
+                raise IndexDamagedError(f"{path}: commit file of the current generation is missing") from None
             continue  # a newer generation was committed meanwhile and this one collected
         fcntl.flock(fd, fcntl.LOCK_SH)
         if os.fstat(fd).st_nlink == 0:  # collected while we waited for the lock

@@ -34,7 +34,7 @@ from typing import Any
 
 from densa._version import __version__
 from densa.chunk.chunker import ChunkConfig
-from densa.errors import DensaError
+from densa.errors import DensaError, IndexDamagedError
 
 __all__ = [
     "COMMITS_DIR",
@@ -221,9 +221,11 @@ class Manifest:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise DensaError(f"{source}: unreadable manifest ({exc.msg} at line {exc.lineno})") from None
+            raise IndexDamagedError(
+                f"{source}: unreadable manifest ({exc.msg} at line {exc.lineno})"
+            ) from None
         if not isinstance(data, dict):
-            raise DensaError(f"{source}: unreadable manifest (not a JSON object)")
+            raise IndexDamagedError(f"{source}: unreadable manifest (not a JSON object)")
         found = data.get("format")
         if found == 1:
             raise DensaError(
@@ -238,7 +240,7 @@ class Manifest:
         try:
             return cls.from_dict(data)
         except (KeyError, TypeError, ValueError, DensaError) as exc:
-            raise DensaError(f"{source}: unreadable manifest ({exc})") from None
+            raise IndexDamagedError(f"{source}: unreadable manifest ({exc})") from None
 
     @classmethod
     def read(cls, index_dir: Path) -> Manifest:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from densa.errors import DensaError
+from densa.errors import IndexDamagedError
 from densa.index.channels.base import BoolArray, SegmentView
 from densa.index.manifest import SegmentRecord
 from densa.index.store import SegmentStore
@@ -21,9 +21,9 @@ def read_tombstones(path: Path, rows: int) -> np.ndarray:
     try:
         deleted = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise DensaError(f"{path}: tombstone file missing or damaged ({exc})") from None
+        raise IndexDamagedError(f"{path}: tombstone file missing or damaged ({exc})") from None
     if deleted.ndim != 1 or (len(deleted) and (deleted.min() < 0 or deleted.max() >= rows)):
-        raise DensaError(f"{path}: tombstones outside the segment's {rows} rows (damaged)")
+        raise IndexDamagedError(f"{path}: tombstones outside the segment's {rows} rows (damaged)")
     return np.unique(deleted.astype(np.int64))
 
 
@@ -34,11 +34,11 @@ class SegmentReader:
         self.folder = folder
         self.name = record.name
         if not folder.is_dir():
-            raise DensaError(f"{folder}: segment folder missing (damaged index)")
+            raise IndexDamagedError(f"{folder}: segment folder missing (damaged index)")
         self.store = SegmentStore(folder)
         if len(self.store) != record.rows or len(self.store.passages) != record.passages:
             self.store.close()
-            raise DensaError(
+            raise IndexDamagedError(
                 f"{folder}: {len(self.store)} documents and {len(self.store.passages)} passages, "
                 f"the manifest says {record.rows} and {record.passages} (damaged index)"
             )
@@ -56,7 +56,7 @@ class SegmentReader:
             mask = np.ones(self.rows, dtype=bool)
             deleted = read_tombstones(self.folder / record.deletes, self.rows)
             if len(deleted) != record.deleted:
-                raise DensaError(
+                raise IndexDamagedError(
                     f"{self.folder / record.deletes}: {len(deleted)} tombstones, manifest {record.deleted}"
                 )
             mask[deleted] = False

@@ -9,9 +9,10 @@ filters, passage -> document mapping on arrays, and documents fetched in one cal
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -21,10 +22,12 @@ from densa.index.channels.base import BoolArray, Channel, ChannelKind, IdArray, 
 from densa.index.leases import Lease
 from densa.index.manifest import SEGMENTS_DIR, Manifest, SegmentRecord
 from densa.index.segments import SegmentReader
-from densa.index.store import Filter
+from densa.index.store import Filter, SegmentStore
 from densa.types import Document
 
 __all__ = ["Snapshot"]
+
+T = TypeVar("T")
 
 
 class Snapshot:
@@ -109,18 +112,20 @@ class Snapshot:
 
     def documents(self, rids: Iterable[int]) -> dict[int, Document]:
         """The documents of ``rids``: one store call (one query per segment holding some)."""
-        out: dict[int, Document] = {}
-        for s, rows in self._by_segment(rids).items():
-            first = int(self._first_rows[s])
-            out.update({first + r: d for r, d in self._reader(s).store.get_many(rows).items()})
-        return out
+        return self._fetch(rids, SegmentStore.get_many)
 
     def doc_ids(self, rids: Iterable[int]) -> dict[int, str]:
         """``row id -> document id`` for ``rids`` (one store call)."""
-        out: dict[int, str] = {}
+        return self._fetch(rids, SegmentStore.ids_of)
+
+    def _fetch(
+        self, rids: Iterable[int], get: Callable[[SegmentStore, list[int]], dict[int, T]]
+    ) -> dict[int, T]:
+        """``get`` from each segment's store for its local rows, keyed back by row id."""
+        out: dict[int, T] = {}
         for s, rows in self._by_segment(rids).items():
             first = int(self._first_rows[s])
-            out.update({first + r: i for r, i in self._reader(s).store.ids_of(rows).items()})
+            out.update({first + r: value for r, value in get(self._reader(s).store, rows).items()})
         return out
 
     def passage_spans(self, pids: Sequence[int]) -> dict[int, tuple[int, int, int]]:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from densa.errors import ConfigError, DensaError, InputError
+from densa.errors import ConfigError, IndexDamagedError, InputError
 from densa.types import Document
 
 __all__ = ["DOCS_FILE", "PASSAGES_FILE", "Filter", "SegmentStore", "StoreWriter", "parse_filter"]
@@ -116,7 +116,7 @@ class SegmentStore:
         self.folder = folder
         path = folder / DOCS_FILE
         if not path.is_file():
-            raise DensaError(f"{path}: document store missing")
+            raise IndexDamagedError(f"{path}: document store missing")
         try:
             self._db = sqlite3.connect(
                 f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
@@ -124,9 +124,9 @@ class SegmentStore:
             self._rows = int(self._db.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
             passages = np.load(folder / PASSAGES_FILE, mmap_mode="r", allow_pickle=False)
         except (sqlite3.DatabaseError, OSError, ValueError) as exc:
-            raise DensaError(f"{folder}: document store damaged ({exc})") from None
+            raise IndexDamagedError(f"{folder}: document store damaged ({exc})") from None
         if passages.ndim != 2 or passages.shape[1] != 3:
-            raise DensaError(f"{folder / PASSAGES_FILE}: not a passage table (damaged)")
+            raise IndexDamagedError(f"{folder / PASSAGES_FILE}: not a passage table (damaged)")
         self.passages = passages
         self.passage_rows: npt.NDArray[np.int32] = np.asarray(passages[:, 0], dtype=np.int32)
 

@@ -33,7 +33,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 import numpy.typing as npt
 
-from densa.errors import ConfigError, DensaError
+from densa.errors import ConfigError, IndexDamagedError
 
 __all__ = ["IndexKind", "VectorIndex", "VectorIndexConfig"]
 
@@ -188,10 +188,10 @@ class VectorIndex:
             index = reader(str(folder / _FAISS))
             raw = None if config.kind in _EXACT else np.load(folder / _RAW, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            raise DensaError(f"{folder}: vector part missing or damaged ({exc})") from None
+            raise IndexDamagedError(f"{folder}: vector part missing or damaged ({exc})") from None
         loaded = cls(config, index, raw, int(meta["dim"]))
         if len(loaded) != int(meta["rows"]) or (raw is not None and raw.shape != (meta["rows"], meta["dim"])):
-            raise DensaError(f"{folder}: vector files do not agree with each other (damaged)")
+            raise IndexDamagedError(f"{folder}: vector files do not agree with each other (damaged)")
         return loaded
 
     def set_search_params(

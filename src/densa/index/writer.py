@@ -31,7 +31,7 @@ import numpy as np
 
 from densa._version import __version__
 from densa.chunk.chunker import ChunkConfig, Chunker
-from densa.errors import DensaError, InputError
+from densa.errors import ConflictError, DensaError, NotFoundError
 from densa.index.channels.base import BoolArray, BuildJob, ChannelKind, MergeableKind, TokenizingKind
 from densa.index.leases import collect_garbage
 from densa.index.manifest import (
@@ -185,9 +185,7 @@ def write_segment(
             if source.live_ids is not None:
                 taken = source.live_ids([d.id for d in batch])
                 if taken:
-                    raise InputError(
-                        "documents", None, f"document id(s) already in the index: {sorted(taken)[:5]}"
-                    )
+                    raise ConflictError(f"document id(s) already in the index: {sorted(taken)[:5]}")
             spans = chunker.split([d.text for d in batch]) if chunker else [[(0, len(d.text))] for d in batch]
             store.add(batch, spans)
             for name, kind in kinds.items():
@@ -202,10 +200,22 @@ def write_segment(
         store.abort()
         shutil.rmtree(folder, ignore_errors=True)
         raise
+    return _record(folder, source.first_row, source.first_passage, rows, passages, parts)
+
+
+def _record(
+    folder: Path,
+    first_row: int,
+    first_passage: int,
+    rows: int,
+    passages: int,
+    parts: dict[str, dict[str, Any]],
+) -> SegmentRecord:
+    """The manifest record of the segment just written in ``folder``."""
     return SegmentRecord(
-        name=source.name,
-        first_row=source.first_row,
-        first_passage=source.first_passage,
+        name=folder.name,
+        first_row=first_row,
+        first_passage=first_passage,
         rows=rows,
         passages=passages,
         parts=parts,
@@ -312,7 +322,7 @@ def delete_documents(
             )
         missing = [i for i in wanted if i not in found]
         if missing:
-            raise InputError(str(path), None, f"no such document id(s): {missing[:5]}")
+            raise NotFoundError(f"no such document id(s): {missing[:5]}")
     except BaseException:
         for file in new_files:
             file.unlink(missing_ok=True)
@@ -379,15 +389,7 @@ def merge_segments(
         store.abort()
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    merged_record = SegmentRecord(
-        name=name,
-        first_row=current.next_row,
-        first_passage=current.next_passage,
-        rows=rows,
-        passages=passages,
-        parts=parts,
-        store_bytes=dir_bytes(folder) - sum(int(p.get("bytes", 0)) for p in parts.values()),
-    )
+    merged_record = _record(folder, current.next_row, current.next_passage, rows, passages, parts)
     return current.evolve(
         segments=(*kept, merged_record),
         next_row=current.next_row + rows,

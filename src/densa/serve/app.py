@@ -18,7 +18,11 @@
 
 # No ``from __future__ import annotations`` here: FastAPI reads the endpoint annotations,
 # and ``Request`` is imported inside create_app (FastAPI is an optional dependency).
+import json
+import logging
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from importlib.resources import files
 from pathlib import Path
@@ -27,10 +31,11 @@ from typing import Any
 from densa._optional import require
 from densa._version import __version__
 from densa.encode.encoder import Encoder
-from densa.errors import ConfigError, DensaError
+from densa.errors import ConflictError, DensaError, InputError, NotFoundError
 from densa.rag import assemble_context
 from densa.search import SearchConfig
 from densa.serve.config import ServeConfig
+from densa.serve.errors import ERROR_RESPONSES, BodyLimit, ErrorBody, error_body
 from densa.serve.schemas import (
     AddRequest,
     ChannelOut,
@@ -41,6 +46,7 @@ from densa.serve.schemas import (
     QueryResult,
     SearchRequest,
     SearchResponse,
+    WriteResult,
     search_config,
 )
 from densa.serve.service import IndexService
@@ -49,6 +55,7 @@ from densa.types import Document, Hit
 __all__ = ["create_app"]
 
 _SNIPPET = 320
+_LOG = logging.getLogger("densa.serve")
 
 
 def _snippet(hit: Hit) -> str:
@@ -79,51 +86,90 @@ def create_app(config: ServeConfig, *, encoder: Encoder | None = None) -> Any:
     """
     require("fastapi", "serve")
     from fastapi import FastAPI, HTTPException, Request
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
     from fastapi.staticfiles import StaticFiles
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     service = IndexService(config, encoder)
-    app = FastAPI(title="densa", version=__version__, description="Dense passage retrieval over one index.")
-    app.state.service = service
-    static = Path(str(files("densa.serve") / "static"))
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > config.max_body_bytes):
-            return JSONResponse(
-                {"detail": f"request body over {config.max_body_bytes} bytes"}, status_code=413
-            )
-        return await call_next(request)
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        yield
+        service.close()  # batch workers stop, the snapshot's lease is released
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="densa",
+        version=__version__,
+        description="Dense passage retrieval over one index.",
+        docs_url=None,  # served below from local assets: no CDN
+        redoc_url=None,
+    )
+    app.state.service = service
+    app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    static = Path(str(files("densa.serve") / "static"))
 
     @app.exception_handler(DensaError)
     async def densa_error(request: Request, exc: DensaError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422 if isinstance(exc, ConfigError) else 400)
+        status, body = error_body(exc, config.index)
+        return JSONResponse(body, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
+        detail = f"{where}: {first['msg']}"
+        body = ErrorBody(detail=detail, error="validation", errors=jsonable(errors))
+        return JSONResponse(body.model_dump(), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {
+            401: "unauthorized",
+            403: "forbidden",
+            404: "not_found",
+            405: "method_not_allowed",
+            409: "conflict",
+            413: "too_large",
+        }
+        body = ErrorBody(detail=str(exc.detail), error=kind.get(exc.status_code, "http_error"))
+        return JSONResponse(
+            body.model_dump(exclude_none=True), status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        _LOG.exception("unexpected error answering %s %s", request.method, request.url.path)
+        body = ErrorBody(detail="internal error; the server log has the details", error="internal")
+        return JSONResponse(body.model_dump(exclude_none=True), status_code=500)
 
     def check_write(request: Request) -> None:
         if config.read_only:
             raise HTTPException(403, "this server is read-only")
         if config.api_key is not None:
-            given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix(
-                "Bearer "
-            )
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            given = request.headers.get("x-api-key") or (token if scheme.lower() == "bearer" else "")
             if not secrets.compare_digest(given.encode(), config.api_key.encode()):
-                raise HTTPException(401, "missing or wrong API key (X-API-Key header)")
+                raise HTTPException(
+                    401, "missing or wrong API key (X-API-Key: KEY, or Authorization: Bearer KEY)"
+                )
         elif config.writes_need_key:
             raise HTTPException(403, "writes off loopback need --api-key (or DENSA_API_KEY)")
 
     def check_queries(texts: list[str]) -> None:
         if len(texts) > config.max_queries:
-            raise HTTPException(422, f"at most {config.max_queries} queries per request")
+            raise InputError("queries", None, f"at most {config.max_queries} per request")
         if any(len(t) > config.max_query_chars for t in texts):
-            raise HTTPException(422, f"a query is longer than {config.max_query_chars} characters")
+            raise InputError("query", None, f"longer than {config.max_query_chars} characters")
 
-    @app.post("/search", response_model=SearchResponse)
+    @app.post("/search", response_model=SearchResponse, responses=ERROR_RESPONSES)
     def search(body: SearchRequest) -> SearchResponse:
         texts = body.texts()
         check_queries(texts)
         if body.rerank and service.reranker is None:
-            raise HTTPException(400, "no reranker configured: start the server with --rerank DIR")
+            raise DensaError("no reranker configured: start the server with --rerank DIR")
         config = search_config(body)
         if "rerank_weight" not in body.model_fields_set:  # the server's --rerank-weight
             config = replace(config, rerank_weight=service.config.rerank_weight)
@@ -133,18 +179,18 @@ def create_app(config: ServeConfig, *, encoder: Encoder | None = None) -> Any:
         ]
         return SearchResponse(mode=config.mode, channels=channels, results=results)
 
-    @app.get("/channels", response_model=list[ChannelOut])
+    @app.get("/channels", response_model=list[ChannelOut], responses=ERROR_RESPONSES)
     def channels() -> list[ChannelOut]:
-        index = service.index
-        return [ChannelOut(name=n, kind=r.kind, unit=index.kind(n).unit) for n, r in index.channels.items()]
+        with service.snapshot() as index:
+            return [
+                ChannelOut(name=n, kind=r.kind, unit=index.kind(n).unit) for n, r in index.channels.items()
+            ]
 
-    @app.post("/context", response_model=ContextResponse)
+    @app.post("/context", response_model=ContextResponse, responses=ERROR_RESPONSES)
     def context(body: ContextRequest) -> ContextResponse:
         check_queries([body.query])
         if service.encoder is None:
-            raise HTTPException(
-                400, "this index has no dense channel, whose tokenizer counts the context tokens"
-            )
+            raise DensaError("this index has no dense channel, whose tokenizer counts the context tokens")
         _, found = service.search([body.query], body.k, SearchConfig(mode=body.mode), None, False)
         hits = found[0]
         tokenizer = service.encoder.tokenizer
@@ -161,38 +207,50 @@ def create_app(config: ServeConfig, *, encoder: Encoder | None = None) -> Any:
             prompt=ctx.prompt,
         )
 
-    @app.get("/documents/{doc_id:path}", response_model=DocumentOut)
+    @app.get("/documents/{doc_id:path}", response_model=DocumentOut, responses=ERROR_RESPONSES)
     def get_document(doc_id: str) -> DocumentOut:
-        doc = service.index.get(doc_id)
+        with service.snapshot() as index:
+            doc = index.get(doc_id)
         if doc is None:
-            raise HTTPException(404, f"no document {doc_id!r}")
+            raise NotFoundError(f"no document {doc_id!r}")
         return DocumentOut(id=doc.id, text=doc.text, title=doc.title, metadata=dict(doc.metadata))
 
-    @app.post("/documents")
+    @app.post(
+        "/documents", response_model=WriteResult, response_model_exclude_none=True, responses=ERROR_RESPONSES
+    )
     def add_documents(body: AddRequest, request: Request) -> dict[str, Any]:
         check_write(request)
         ids = [d.id for d in body.documents]
         if len(set(ids)) != len(ids):
-            raise HTTPException(422, "duplicate ids in the request")
-        existing = set(service.index.snapshot.locate(ids))
+            raise InputError("documents", None, "the same id twice in the request")
+        with service.snapshot() as index:
+            existing = set(index.snapshot.locate(ids))
         if existing:
-            raise HTTPException(409, f"already in the index: {sorted(existing)[:5]}")
+            raise ConflictError(f"document id(s) already in the index: {sorted(existing)[:5]}")
         docs = [Document(d.id, d.text, d.title, d.metadata) for d in body.documents]
         total = service.add(docs)
         return {"added": len(docs), "documents": total}
 
-    @app.delete("/documents/{doc_id:path}")
+    @app.delete(
+        "/documents/{doc_id:path}",
+        response_model=WriteResult,
+        response_model_exclude_none=True,
+        responses=ERROR_RESPONSES,
+    )
     def delete_document(doc_id: str, request: Request) -> dict[str, Any]:
         check_write(request)
-        if service.index.get(doc_id) is None:
-            raise HTTPException(404, f"no document {doc_id!r}")
+        with service.snapshot() as index:
+            missing = index.get(doc_id) is None
+        if missing:
+            raise NotFoundError(f"no document {doc_id!r}")
         return {"deleted": doc_id, "documents": service.delete([doc_id])}
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses=ERROR_RESPONSES)
     def healthz() -> dict[str, Any]:
-        return {"status": "ok", "documents": service.index.manifest.documents}
+        with service.snapshot() as index:
+            return {"status": "ok", "documents": index.manifest.documents}
 
-    @app.get("/stats")
+    @app.get("/stats", responses=ERROR_RESPONSES)
     def stats() -> dict[str, Any]:
         return service.stats()
 
@@ -201,4 +259,34 @@ def create_app(config: ServeConfig, *, encoder: Encoder | None = None) -> Any:
         return (static / "index.html").read_text(encoding="utf-8")
 
     app.mount("/static", StaticFiles(directory=static), name="static")
+    swagger = _swagger_assets()
+    if swagger is not None:
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        app.mount("/docs-assets", StaticFiles(directory=swagger), name="docs-assets")
+
+        @app.get("/docs", include_in_schema=False)
+        def docs() -> HTMLResponse:
+            return get_swagger_ui_html(
+                openapi_url="/openapi.json",
+                title="densa API",
+                swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                swagger_css_url="/docs-assets/swagger-ui.css",
+                swagger_favicon_url="/docs-assets/favicon-32x32.png",
+            )
+
     return app
+
+
+def _swagger_assets() -> Path | None:
+    """Swagger UI's files from the ``swagger-ui-bundle-v2`` package (``densa[serve]``), if installed."""
+    try:
+        import swagger_ui_bundle
+    except ImportError:
+        return None
+    return Path(swagger_ui_bundle.swagger_ui_path)
+
+
+def jsonable(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Pydantic's error list with every value JSON-safe (tuples as lists, the rest as text)."""
+    return [json.loads(json.dumps(e, default=str)) for e in errors]

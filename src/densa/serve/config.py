@@ -53,6 +53,9 @@ class ServeConfig:
         Encoder device.
     backend
         Query encoding backend (default: the one the index was built with).
+    batch_wait_ms, max_batch
+        Micro-batching: how long a search waits for others to share its batch, and how many
+        queries one batch holds at most.
     """
 
     index: Path
@@ -67,6 +70,8 @@ class ServeConfig:
     max_body_bytes: int = 8 * 1024 * 1024
     device: str | None = None
     backend: Backend | None = None
+    batch_wait_ms: float = 3.0
+    max_batch: int = 64
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -74,6 +79,8 @@ class ServeConfig:
         SearchConfig(rerank_weight=self.rerank_weight)  # its bound is checked where it is defined
         if self.max_query_chars < 1 or self.max_queries < 1 or self.max_body_bytes < 1024:
             raise ConfigError("request limits must be positive (body at least 1 KiB)")
+        if not 0 <= self.batch_wait_ms <= 1000 or self.max_batch < 1:
+            raise ConfigError("batch_wait_ms must be in [0, 1000] and max_batch positive")
 
     @property
     def writes_need_key(self) -> bool:

@@ -14,7 +14,17 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from densa.fuse.fusion import FusionConfig
 from densa.search.config import SearchConfig
@@ -32,10 +42,15 @@ __all__ = [
     "SearchOptions",
     "SearchRequest",
     "SearchResponse",
+    "WriteResult",
     "search_config",
 ]
 
-Scalar = str | int | float | bool | None
+Scalar = StrictStr | StrictInt | float | StrictBool | None
+#: JSON types are taken as they are: a number is not a string, ``true`` is not 1.
+_STRICT: dict[Any, Any] = {int: StrictInt, bool: StrictBool, str: StrictStr}
+#: How deep document metadata may nest (JSON objects and lists inside each other).
+MAX_METADATA_DEPTH = 32
 
 
 def _options_model(config: type, name: str, nested: Mapping[type, type[BaseModel]]) -> type[BaseModel]:
@@ -48,7 +63,7 @@ def _options_model(config: type, name: str, nested: Mapping[type, type[BaseModel
         if kind in nested:  # a nested config: its own model, left out = the config's default
             fields[f.name] = (nested[kind] | None, None)
         else:
-            fields[f.name] = (kind, getattr(defaults, f.name))
+            fields[f.name] = (_STRICT.get(kind, kind), getattr(defaults, f.name))
     model: type[BaseModel] = create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
     model.__doc__ = (config.__doc__ or "").split("\n\n")[0]
     return model
@@ -65,14 +80,56 @@ def search_config(options: BaseModel) -> SearchConfig:
     return SearchConfig(fusion=FusionConfig(**fusion.model_dump()) if fusion else FusionConfig(), **values)
 
 
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must contain something other than white space")
+    return text
+
+
+def _depth(value: Any) -> int:
+    """How deep JSON objects and lists nest in ``value`` (without recursion)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            stack += [(v, depth + 1) for v in item.values()]
+        elif isinstance(item, list):
+            stack += [(v, depth + 1) for v in item]
+    return deepest
+
+
 class SearchRequest(SearchOptions):  # type: ignore[misc, valid-type]
     """One query or many, how many hits, a metadata filter, reranking, and search options."""
 
-    query: str | None = Field(None, min_length=1, description="One query (or use `queries`).")
-    queries: list[str] | None = Field(None, min_length=1, description="Several queries.")
-    k: int = Field(10, ge=1, le=1000)
-    rerank: bool = False
-    filter: dict[str, Scalar] | None = None
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"oneOf": [{"required": ["query"]}, {"required": ["queries"]}]},
+    )
+
+    query: StrictStr | None = Field(None, min_length=1, description="One query (or use `queries`).")
+    queries: list[StrictStr] | None = Field(None, min_length=1, description="Several queries.")
+    k: StrictInt = Field(10, ge=1, le=1000)
+    rerank: StrictBool = False
+    filter: dict[str, Scalar] | None = Field(None, description="Metadata field -> value every hit must have.")
+
+    @field_validator("query")
+    @classmethod
+    def _query(cls, value: str | None) -> str | None:
+        return None if value is None else _not_blank(value)
+
+    @field_validator("queries")
+    @classmethod
+    def _queries(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [_not_blank(q) for q in value]
+
+    @field_validator("filter")
+    @classmethod
+    def _filter(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        for key in value or {}:
+            if not key.strip() or any(ord(c) < 32 for c in key):
+                raise ValueError(f"filter field {key!r}: a name without control characters")
+        return value
 
     @model_validator(mode="after")
     def _one_of(self) -> SearchRequest:
@@ -110,13 +167,31 @@ class ChannelOut(BaseModel):
     unit: str
 
 
+class WriteResult(BaseModel):
+    documents: int = Field(description="Live documents in the index after the write.")
+    added: int | None = None
+    deleted: str | None = None
+
+
 class DocumentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(min_length=1, max_length=512)
-    text: str = Field(min_length=1)
-    title: str = ""
+    id: StrictStr = Field(min_length=1, max_length=512)
+    text: StrictStr = Field(min_length=1)
+    title: StrictStr = ""
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("id", "text")
+    @classmethod
+    def _filled(cls, value: str) -> str:
+        return _not_blank(value)
+
+    @field_validator("metadata")
+    @classmethod
+    def _shallow(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if _depth(value) > MAX_METADATA_DEPTH:
+            raise ValueError(f"metadata nests deeper than {MAX_METADATA_DEPTH} levels")
+        return value
 
 
 class DocumentOut(DocumentIn):
@@ -132,10 +207,15 @@ class AddRequest(BaseModel):
 class ContextRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    query: str = Field(min_length=1)
-    k: int = Field(5, ge=1, le=100)
-    max_tokens: int = Field(512, ge=16, le=32_768)
-    mode: str = "hybrid"
+    query: StrictStr = Field(min_length=1)
+    k: StrictInt = Field(5, ge=1, le=100)
+    max_tokens: StrictInt = Field(512, ge=16, le=32_768)
+    mode: StrictStr = "hybrid"
+
+    @field_validator("query")
+    @classmethod
+    def _query(cls, value: str) -> str:
+        return _not_blank(value)
 
 
 class ContextResponse(BaseModel):

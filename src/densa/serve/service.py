@@ -1,6 +1,9 @@
-"""The index behind the server: consistent reads, serialised writes, other processes' writes seen.
+"""The index behind the server: batched consistent reads, serialised writes, other processes'
+writes seen.
 
-Every request reads one *snapshot* (the :class:`Index` current when it started). A write
+Concurrent searches are micro-batched (:mod:`densa.serve.batching`): requests with the same
+search options run as one batch, on a lane of their own when they need no model. Every batch
+reads one *snapshot* (the :class:`Index` current when it started). A write
 commits the next generation under the index's writer lock and swaps the current snapshot
 in one assignment; a write from another process (``densa add`` beside the server) is picked
 up by the next request, which sees ``manifest.json`` changed (one ``stat``) and opens the
@@ -11,10 +14,12 @@ once the last request reading it has finished.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,9 +28,11 @@ import numpy.typing as npt
 from densa.encode.config import EncoderSpec
 from densa.encode.encoder import Encoder
 from densa.index import Filter, Index
+from densa.index.channels.base import TokenizingKind
 from densa.index.manifest import MANIFEST, Manifest
 from densa.rerank.reranker import CrossEncoderReranker
-from densa.search import SearchConfig, Searcher
+from densa.search import SearchConfig, Searcher, resolve_channels
+from densa.serve.batching import Batcher
 from densa.serve.config import ServeConfig
 from densa.types import Document, Hit
 
@@ -61,6 +68,27 @@ class LockedEncoder:
             return self._inner.count_truncated(texts)
 
 
+@dataclass(frozen=True, eq=False)
+class _Search:
+    """What a batch shares: search options, k, filter, reranking (equal when their JSON is)."""
+
+    config: SearchConfig
+    k: int
+    filter: Mapping[str, Any] | None
+    rerank: bool
+    _key: str = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        key = json.dumps([asdict(self.config), self.k, self.filter, self.rerank], sort_keys=True, default=str)
+        object.__setattr__(self, "_key", key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Search) and other._key == self._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+
 class IndexService:
     """Thread-safe access to one index folder for the HTTP API."""
 
@@ -84,16 +112,16 @@ class IndexService:
         self.started = time.time()
         self.searches = 0
         self.writes = 0
+        self._batcher = Batcher(
+            self._run_batch,
+            ["model", "plain"],
+            max_wait=config.batch_wait_ms / 1000,
+            max_queries=config.max_batch,
+        )
 
     def _manifest_stamp(self) -> tuple[int, int]:
         stat = (self.config.index / MANIFEST).stat()
         return stat.st_mtime_ns, stat.st_ino
-
-    @property
-    def index(self) -> Index:
-        """The current snapshot (the newest committed generation)."""
-        self._refresh()
-        return self._index
 
     def _refresh(self) -> None:
         """Swap to a generation another process committed (a ``stat`` when nothing changed)."""
@@ -136,13 +164,30 @@ class IndexService:
     def search(
         self, texts: Sequence[str], k: int, config: SearchConfig, filter: Filter | None, rerank: bool
     ) -> tuple[list[str], list[list[Hit]]]:
-        """The channels searched, and the hits of each query."""
+        """The channels searched, and the hits of each query (batched with concurrent requests
+        that search the same way)."""
         with self.snapshot() as index:
-            searcher = Searcher(index, config, reranker=self.reranker if rerank else None)
-            hits = searcher.hits(texts, k, filter=filter)
-            channels = searcher.channels
+            channels = resolve_channels(config.mode, index.channels)
+            needs_model = rerank or any(isinstance(index.kind(c), TokenizingKind) for c in channels)
+        hits = self._batcher.search(
+            "model" if needs_model else "plain", _Search(config, k, filter, rerank), list(texts)
+        )
         self.searches += len(texts)
         return channels, hits
+
+    def _run_batch(self, search: Any, texts: list[str]) -> list[list[Hit]]:
+        """One batch of same-option searches, on one snapshot."""
+        with self.snapshot() as index:
+            reranker = self.reranker if search.rerank else None
+            return Searcher(index, search.config, reranker=reranker).hits(
+                texts, search.k, filter=search.filter
+            )
+
+    def close(self) -> None:
+        """Stop the batch workers and close the current snapshot."""
+        self._batcher.close()
+        with self._state_lock:
+            self._index.close()
 
     def add(self, documents: Sequence[Document]) -> int:
         with self._write_lock:
@@ -157,8 +202,8 @@ class IndexService:
             return len(self._index)
 
     def stats(self) -> dict[str, Any]:
-        index = self.index
-        manifest = index.manifest
+        with self.snapshot() as index:
+            manifest = index.manifest
         return {
             "documents": manifest.documents,
             "passages": manifest.passages,
@@ -167,6 +212,7 @@ class IndexService:
             "channels": {name: record.kind for name, record in manifest.channels.items()},
             "reranker": self.reranker is not None,
             "searches": self.searches,
+            "batches": self._batcher.stats(),
             "writes": self.writes,
             "uptime_s": round(time.time() - self.started, 1),
         }

@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import numpy.typing as npt
 
-from densa.errors import ConfigError, DensaError
+from densa.errors import ConfigError, IndexDamagedError
 from densa.index.channels.base import (
     BoolArray,
     BuildJob,
@@ -233,7 +233,7 @@ class Postings:
             }
             terms = (folder / "terms.bin").read_bytes()
         except (OSError, ValueError) as exc:
-            raise DensaError(f"{folder}: BM25 part missing or damaged ({exc})") from None
+            raise IndexDamagedError(f"{folder}: BM25 part missing or damaged ({exc})") from None
         postings = cls(terms=terms, **arrays)
         n_terms, n_post = postings.vocabulary_size, len(postings.rows)
         if (
@@ -244,7 +244,7 @@ class Postings:
                 n_terms and (int(postings.offsets[-1]) != n_post or int(postings.term_ends[-1]) != len(terms))
             )
         ):
-            raise DensaError(f"{folder}: BM25 part files do not agree with each other (damaged)")
+            raise IndexDamagedError(f"{folder}: BM25 part files do not agree with each other (damaged)")
         return postings
 
 
@@ -458,7 +458,7 @@ class BM25Kind:
             folder = view.folder / name
             postings: Postings = view.cached(f"{name}:postings", partial(Postings.load, folder))
             if len(postings.lengths) != view.rows:
-                raise DensaError(
+                raise IndexDamagedError(
                     f"{folder}: BM25 holds {len(postings.lengths)} documents, the segment {view.rows}"
                 )
             live_docs, live_length = view.cached(

@@ -21,7 +21,7 @@ import numpy as np
 from densa.encode.config import CALIBRATION_TEXTS, EncoderConfig, EncoderSpec
 from densa.encode.encoder import Encoder, backend_agreement, make_encoder
 from densa.encode.model_files import fingerprint, resolve_model_path
-from densa.errors import ConfigError, IndexMismatchError
+from densa.errors import ConfigError, IndexDamagedError, IndexMismatchError
 from densa.index.channels.base import (
     BoolArray,
     BuildJob,
@@ -146,7 +146,7 @@ class DenseKind:
         parts = [v.cached(f"{name}:vectors", partial(VectorIndex.load, v.folder / name)) for v in segments]
         for view, part in zip(segments, parts, strict=True):
             if len(part) != view.passages:
-                raise IndexMismatchError(
+                raise IndexDamagedError(
                     f"{view.folder / name}: {len(part)} vectors for the segment's {view.passages} passages"
                 )
         return DenseSearch(self, segments, parts)
