@@ -1,8 +1,12 @@
 """Load on the HTTP API: 16 concurrent clients for 30 s on the SciFact index.
 
 Two phases against a real ``densa serve`` on 127.0.0.1 (a copy of the index, so the
-cached one is not changed): searches only, then searches with a writer that adds and
-deletes a document in a loop. Reports throughput, latency p50/p99 and errors.
+cached one is not changed): searches only, then searches with two writers: one through the
+API (add a document, delete it, in a loop) and one through the command line in another
+process (``densa add`` a document, ``densa delete`` it, in a loop), as a user running the CLI
+beside the server would. After every acknowledged write the server is asked for the document
+until it answers as the write says (found after an add, gone after a delete): the delay is
+reported. Reports throughput, latency p50/p99, errors and those delays.
 
 Run::
 
@@ -14,6 +18,7 @@ Writes ``bench/results/serve_load.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import socket
 import subprocess
@@ -53,7 +58,7 @@ def start_server(index: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def phase(
-    url: str, queries: list[str], clients: int, seconds: float, mode: str, writes: bool
+    url: str, index: Path, queries: list[str], clients: int, seconds: float, mode: str, writes: bool
 ) -> dict[str, Any]:
     stop = time.monotonic() + seconds
     latencies: list[float] = []
@@ -78,7 +83,21 @@ def phase(
                     if not ok:
                         errors.append(str(response))
 
-    def writer() -> None:
+    visible_ms: list[float] = []
+
+    def seen(http: httpx.Client, doc_id: str, present: bool) -> None:
+        """Poll until the server answers as the acknowledged write says; record the delay."""
+        start = time.perf_counter()
+        while (http.get(f"/documents/{doc_id}").status_code == 200) != present:
+            if time.perf_counter() - start > 30:
+                with lock:
+                    errors.append(f"write to {doc_id} not visible after 30 s")
+                return
+            time.sleep(0.01)
+        with lock:
+            visible_ms.append((time.perf_counter() - start) * 1000)
+
+    def api_writer() -> None:
         with httpx.Client(base_url=url, timeout=120) as http:
             i = 0
             while time.monotonic() < stop:
@@ -87,9 +106,9 @@ def phase(
                     "title": "Load test",
                     "text": f"a document written under load, number {i}",
                 }
-                for method, path, body in (
-                    ("POST", "/documents", {"documents": [doc]}),
-                    ("DELETE", f"/documents/{doc['id']}", None),
+                for method, path, body, present in (
+                    ("POST", "/documents", {"documents": [doc]}, True),
+                    ("DELETE", f"/documents/{doc['id']}", None, False),
                 ):
                     start = time.perf_counter()
                     try:
@@ -101,11 +120,39 @@ def phase(
                         write_latencies.append((time.perf_counter() - start) * 1000)
                         if not ok:
                             errors.append(f"write: {response}")
+                    if ok:
+                        seen(http, doc["id"], present)
                 i += 1
 
+    def cli_writer() -> None:
+        with httpx.Client(base_url=url, timeout=120) as http, tempfile.TemporaryDirectory() as tmp:
+            i = 0
+            while time.monotonic() < stop:
+                doc_id = f"cli-{i}"
+                corpus = Path(tmp) / f"{doc_id}.jsonl"
+                corpus.write_text(
+                    json.dumps({"_id": doc_id, "text": f"written by the CLI, number {i}"}) + "\n"
+                )
+                for command, present in (
+                    (["add", str(index), str(corpus)], True),
+                    (["delete", str(index), doc_id], False),
+                ):
+                    done = subprocess.run(
+                        [sys.executable, "-m", "densa", *command], capture_output=True, text=True
+                    )
+                    with lock:
+                        cli_writes.append(done.returncode)
+                    if done.returncode != 0:
+                        with lock:
+                            errors.append(f"densa {command[0]}: {done.stderr.strip()[-200:]}")
+                        break
+                    seen(http, doc_id, present)
+                i += 1
+
+    cli_writes: list[int] = []
     threads = [threading.Thread(target=client, args=(seed,)) for seed in range(clients)]
     if writes:
-        threads.append(threading.Thread(target=writer))
+        threads += [threading.Thread(target=api_writer), threading.Thread(target=cli_writer)]
     began = time.perf_counter()
     for t in threads:
         t.start()
@@ -126,7 +173,10 @@ def phase(
     }
     if writes:
         out["writes"] = len(write_latencies)
+        out["cli_writes"] = len(cli_writes)
         out["write_p50_ms"] = float(np.percentile(write_latencies, 50)) if write_latencies else None
+        out["visible_max_ms"] = max(visible_ms) if visible_ms else None
+        out["visible_p50_ms"] = float(np.percentile(visible_ms, 50)) if visible_ms else None
     return out
 
 
@@ -146,7 +196,8 @@ def main() -> None:
         proc, url = start_server(index)
         try:
             rows = [
-                phase(url, queries, args.clients, args.seconds, args.mode, writes) for writes in (False, True)
+                phase(url, index, queries, args.clients, args.seconds, args.mode, writes)
+                for writes in (False, True)
             ]
         finally:
             proc.kill()
@@ -161,7 +212,9 @@ def main() -> None:
             "p50 ms",
             "p99 ms",
             "errors",
-            "writes",
+            "API writes",
+            "CLI writes",
+            "write visible after, max ms",
         ],
         [
             [
@@ -174,6 +227,8 @@ def main() -> None:
                 round(r["p99_ms"], 1),
                 r["errors"],
                 r.get("writes", 0),
+                r.get("cli_writes", 0),
+                r.get("visible_max_ms") or "",
             ]
             for r in rows
         ],

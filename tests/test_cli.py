@@ -238,3 +238,13 @@ def test_every_search_option_is_a_cli_option(command: str) -> None:
     wanted |= {"fusion" if f.name == "method" else f.name for f in dataclasses.fields(FusionConfig)}
     function = {"search": search, "eval": eval_}[command]
     assert wanted <= set(inspect.signature(function).parameters)
+
+
+def test_batch_search_writes_1000_hits_a_query_by_default_and_no_results_is_said(
+    tiny_index: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run.trec"
+    _ok(["search", str(tiny_index), "--queries", str(TINY / "queries.jsonl"), "--output", str(run)])
+    assert len(run.read_text().splitlines()) == 4 * 10  # every document of the tiny corpus, up to 1000
+    empty = _ok(["search", str(tiny_index), "heart", "--filter", "topic=nothing"])
+    assert empty.startswith("no results")

@@ -123,7 +123,7 @@ def build_context(
     if not isinstance(index, Index):
         raise TypeError("build_context needs a densa.Index")
     hits = Searcher(index, SearchConfig(mode=mode)).hits([question], k)[0]
-    tokenizer = index.encoder.tokenizer
+    tokenizer = index.query_encoder.tokenizer
 
     def count(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -149,3 +149,38 @@ def test_skip_bad_with_nothing_valid_is_still_an_error(tmp_path: Path) -> None:
 def test_iterable_bad_item_names_its_position() -> None:
     with pytest.raises(InputError, match=r"<iterable>:2: cannot read a document from int"):
         list(read_corpus([("a", "ok"), 5]))  # type: ignore[list-item]
+
+
+def test_json_errors_read_well_and_deep_nesting_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "corpus.jsonl"
+    path.write_text('{"_id": "a", "text": "unterminated}\n', encoding="utf-8")
+    with pytest.raises(InputError) as error:
+        list(read_corpus(path))
+    assert "at at" not in str(error.value) and "starting at column" in str(error.value)
+    deep = '{"_id": "a", "text": "ok", "metadata": ' + '{"x": ' * 40 + "1" + "}" * 40 + "}"
+    path.write_text(deep + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"corpus.jsonl:1: .*nests deeper than 32 levels"):
+        list(read_corpus(path))
+    path.write_text(
+        '{"_id": "a", "text": "ok", "metadata": ' + "[" * 5000 + "]" * 5000 + "}\n", encoding="utf-8"
+    )
+    with pytest.raises(InputError, match=r"corpus\.jsonl:1: JSON nested deeper than 32 levels"):
+        list(read_corpus(path))
+
+
+def test_unknown_extensions_name_the_option_and_records_are_counted(tmp_path: Path) -> None:
+    from densa.corpus import count_records
+
+    odd = tmp_path / "corpus.csv"
+    odd.write_text("x")
+    with pytest.raises(InputError, match=r"pass --format \(format= in Python\)"):
+        list(read_corpus(odd))
+    jsonl = tmp_path / "c.jsonl"
+    jsonl.write_text('{"_id": "a", "text": "x"}\n\n{"_id": "b", "text": "y"}\n', encoding="utf-8")
+    tsv = tmp_path / "c.tsv"
+    tsv.write_text("id\ttext\na\tx\nb\ty\nc\tz\n", encoding="utf-8")
+    folder = tmp_path / "docs"
+    (folder / "sub").mkdir(parents=True)
+    for name in ("one.txt", "sub/two.md", "sub/skip.bin"):
+        (folder / name).write_text("text")
+    assert (count_records(jsonl), count_records(tsv), count_records(folder)) == (2, 3, 2)

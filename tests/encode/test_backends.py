@@ -72,7 +72,9 @@ def test_onnx_export_matches_torch_and_is_cached(tmp_path: Path, minilm_path: Pa
         search(Index.open(tmp_path / "idx"), ["heart attack"], 1)[0][0].doc_id == "a"
     )  # queries on onnx too
     on_openvino = Index.open(tmp_path / "idx", backend="openvino")  # queries on another backend
-    assert isinstance(on_openvino.encoder, OnnxEncoder) and on_openvino.encoder.runtime == "openvino"
+    queries, documents = on_openvino.query_encoder, on_openvino.encoder
+    assert isinstance(queries, OnnxEncoder) and queries.runtime == "openvino"
+    assert isinstance(documents, OnnxEncoder) and documents.runtime == "onnx"  # added documents: the index's
     assert search(on_openvino, ["heart attack"], 1)[0][0].doc_id == "a"
 
 
@@ -95,7 +97,7 @@ def test_openvino_int8_is_calibrated_once_from_the_index_it_serves(tmp_path: Pat
     Index.build(docs, tmp_path / "idx", encoder=EncoderConfig(model=str(model), device="cpu"))
     index = Index.open(tmp_path / "idx", backend="openvino-int8")  # calibrates on the stored documents
     assert search(index, ["heart attack"], 1)[0][0].doc_id == "a"
-    encoder = index.encoder
+    encoder = index.query_encoder
     assert isinstance(encoder, OnnxEncoder) and encoder.path.name.endswith("-ov-int8.xml")
     record = json.loads(encoder.path.with_suffix(".json").read_text())
     assert record["calibration_texts"] == len(docs)
@@ -106,3 +108,54 @@ def test_openvino_int8_is_calibrated_once_from_the_index_it_serves(tmp_path: Pat
     cosines = (again.encode_documents(TEXTS) * torch_vectors).sum(axis=1)
     assert cosines[:2].min() > 0.98  # calibrated on these; "short" is outside the 3-text calibration
     assert json.loads(encoder.path.with_suffix(".json").read_text()) == record
+
+
+def test_auto_picks_openvino_for_queries_on_an_fp32_torch_index(minilm: SentenceTransformerEncoder) -> None:
+    from dataclasses import replace
+
+    from densa.index.channels.dense import query_backend
+
+    spec = minilm.spec
+    assert spec.backend == "torch"
+    assert query_backend(spec, "auto") == "openvino"  # openvino is installed in the test venv
+    assert query_backend(spec, None) == "torch" and query_backend(spec, "onnx") == "onnx"
+    assert query_backend(replace(spec, backend="onnx-int8"), "auto") == "onnx-int8"  # the index's own
+    assert query_backend(replace(spec, query_model="q", query_fingerprint="x"), "auto") == "torch"
+
+
+_NO_TORCH = """
+import sys
+from densa.index import Index
+from tests.helpers import search
+
+index = Index.open(sys.argv[1], backend="openvino")
+hits = search(index, ["heart attack"], 1)
+assert "torch" not in sys.modules, "torch was imported"
+print(hits[0][0].doc_id, type(index.query_encoder).__name__)
+"""
+
+
+@pytest.mark.slow
+def test_a_cached_graph_encodes_queries_without_importing_torch(tmp_path: Path, minilm_path: Path) -> None:
+    import subprocess
+    import sys
+
+    model = tmp_path / "minilm"
+    shutil.copytree(minilm_path, model, ignore=shutil.ignore_patterns("onnx"))
+    docs = [Document("a", TEXTS[0]), Document("b", TEXTS[1])]
+    index = Index.build(docs, tmp_path / "idx", encoder=EncoderConfig(model=str(model)))
+    graph = OnnxEncoder.from_cache(index.dense_kind().spec, model, "openvino")
+    assert graph is None  # not exported yet
+    exported = Index.open(tmp_path / "idx", backend="openvino")  # exports it, with torch
+    assert isinstance(exported.query_encoder, OnnxEncoder)
+    cached = OnnxEncoder.from_cache(index.dense_kind().spec, model, "openvino")
+    assert cached is not None and cached.path == exported.query_encoder.path
+    np.testing.assert_allclose(
+        cached.encode_queries(TEXTS), exported.query_encoder.encode_queries(TEXTS), atol=1e-5
+    )
+    root = Path(__file__).parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", _NO_TORCH, str(tmp_path / "idx")], capture_output=True, text=True, cwd=root
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["a", "OnnxEncoder"]

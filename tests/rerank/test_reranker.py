@@ -77,3 +77,8 @@ def test_rerank_weight_mixes_cross_encoder_and_first_stage_z_scores(
     assert [h.doc_id for h in unchanged] == [h.doc_id for h in first_stage]
     with pytest.raises(ConfigError, match="rerank_weight"):
         SearchConfig(rerank_weight=1.5)
+
+
+def test_a_bi_encoder_folder_is_refused_as_a_reranker(minilm_path: Path) -> None:
+    with pytest.raises(DensaError, match="is not a cross-encoder"):
+        CrossEncoderReranker(minilm_path)

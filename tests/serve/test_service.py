@@ -27,7 +27,7 @@ def test_openvino_int8_queries_are_calibrated_on_the_served_index(tmp_path: Path
     (record,) = (model / "onnx").glob("*-ov-int8.json")
     assert json.loads(record.read_text())["calibration_texts"] == 10  # the index's 10 documents
     with service.snapshot() as index:
-        assert index.encoder.spec.backend == "openvino-int8"
+        assert index.query_encoder.spec.backend == "openvino-int8"
     assert service.search(["heart attack"], 1, SearchConfig(), None, rerank=False)[1][0][0].doc_id == "d3"
 
 

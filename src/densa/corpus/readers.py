@@ -18,13 +18,24 @@ from typing import Any, Literal, NamedTuple
 from densa.errors import InputError
 from densa.types import Document
 
-__all__ = ["CorpusFormat", "SkipReport", "detect_format", "peek", "read_corpus"]
+__all__ = [
+    "MAX_METADATA_DEPTH",
+    "CorpusFormat",
+    "SkipReport",
+    "count_records",
+    "detect_format",
+    "metadata_depth",
+    "peek",
+    "read_corpus",
+]
 
 CorpusFormat = Literal["auto", "jsonl", "tsv", "folder"]
 
 _TEXT_SUFFIXES = (".txt", ".md")
 _TSV_HEADERS = ({"id", "text"}, {"id", "title", "text"})
 _RESERVED = {"_id", "id", "title", "text", "metadata"}
+#: How deep a document's metadata may nest (JSON objects and lists inside each other).
+MAX_METADATA_DEPTH = 32
 _ITERABLE = "<iterable>"
 
 
@@ -68,7 +79,9 @@ def detect_format(path: Path) -> Literal["jsonl", "tsv", "folder"]:
         return "jsonl"
     if suffix in (".tsv", ".tab"):
         return "tsv"
-    raise InputError(str(path), None, "cannot tell the corpus format from the name; pass format=")
+    raise InputError(
+        str(path), None, "cannot tell the corpus format from the name; pass --format (format= in Python)"
+    )
 
 
 def read_corpus(
@@ -116,6 +129,20 @@ def read_corpus(
         name = _ITERABLE
         raws = _iterable_records(source)
     return _validated(raws, name, skip_bad, report if report is not None else SkipReport())
+
+
+def count_records(path: Path, format: CorpusFormat = "auto") -> int:
+    """About how many documents a corpus holds, read cheaply (non-blank lines of a JSONL or TSV
+    file, text files of a folder), e.g. for a progress bar's total and its ETA."""
+    path = Path(path)
+    kind = detect_format(path) if format == "auto" else format
+    if kind == "folder":
+        return sum(1 for p in path.rglob("*") if p.suffix in _TEXT_SUFFIXES and p.is_file())
+    count = 0
+    with path.open("rb") as f:
+        for line in f:
+            count += bool(line.strip())
+    return max(0, count - 1) if kind == "tsv" else count
 
 
 def peek(documents: Iterable[Document], n: int) -> tuple[list[Document], Iterator[Document]]:
@@ -174,7 +201,31 @@ def _to_document(raw: _Record) -> Document:
         metadata = {}
     if not isinstance(metadata, dict):
         raise InputError(source, line, f"document {doc_id!r}: 'metadata' must be an object")
+    if metadata_depth(metadata) > MAX_METADATA_DEPTH:
+        raise InputError(
+            source, line, f"document {doc_id!r}: metadata nests deeper than {MAX_METADATA_DEPTH} levels"
+        )
     return Document(id=doc_id, text=text, title=title, metadata=metadata)
+
+
+def metadata_depth(value: Any) -> int:
+    """How deep JSON objects and lists nest in ``value`` (without recursion).
+
+    Examples
+    --------
+    >>> metadata_depth({"a": 1}), metadata_depth({"a": {"b": [1, {"c": 2}]}})
+    (1, 4)
+    """
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            stack += [(v, depth + 1) for v in item.values()]
+            deepest = max(deepest, depth + 1)
+        elif isinstance(item, list):
+            stack += [(v, depth + 1) for v in item]
+            deepest = max(deepest, depth + 1)
+    return deepest
 
 
 def _decoded_lines(path: Path) -> Iterator[tuple[int, str | InputError]]:
@@ -195,8 +246,12 @@ def _jsonl_records(path: Path) -> Iterator[_Raw]:
             continue
         try:
             obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield InputError(str(path), lineno, f"malformed JSON ({exc.msg} at column {exc.colno})")
+        except json.JSONDecodeError as exc:  # some messages end in "at", e.g. "... starting at"
+            message = exc.msg.removesuffix(" at")
+            yield InputError(str(path), lineno, f"malformed JSON ({message} at column {exc.colno})")
+            continue
+        except RecursionError:
+            yield InputError(str(path), lineno, f"JSON nested deeper than {MAX_METADATA_DEPTH} levels")
             continue
         if not isinstance(obj, dict):
             yield InputError(str(path), lineno, "expected a JSON object")

@@ -222,7 +222,7 @@ def make_encoder(config: EncoderConfig | None = None, *, calibration: Calibratio
         torch_encoder = SentenceTransformerEncoder(config)
         model_dir = resolve_model_path(config.model)
         runtime = cast(Runtime, config.backend)  # just checked
-        return OnnxEncoder(torch_encoder, model_dir, runtime=runtime, calibration=calibration)
+        return OnnxEncoder.from_torch(torch_encoder, model_dir, runtime=runtime, calibration=calibration)
     return SentenceTransformerEncoder(config)
 
 

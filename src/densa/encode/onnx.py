@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,11 +40,13 @@ import numpy.typing as npt
 from densa._optional import require
 from densa.encode.config import CALIBRATION_TEXTS, Calibration, EncoderSpec, Pooling
 from densa.encode.encoder import count_over_limit, l2_normalize
+from densa.encode.tokenizer import FastTokenizer
 from densa.errors import DensaError
 
 __all__ = [
     "OnnxEncoder",
     "Runtime",
+    "cached_graph",
     "export_onnx",
     "export_openvino",
     "optimize_for_onnxruntime",
@@ -52,6 +56,7 @@ __all__ = [
 
 Vectors = npt.NDArray[np.float32]
 Runtime = Literal["onnx", "onnx-int8", "openvino", "openvino-int8"]
+_LOG = logging.getLogger("densa.encode")
 
 
 def pool(tokens: npt.NDArray[np.float32], mask: npt.NDArray[np.int64], how: Pooling) -> Vectors:
@@ -224,6 +229,11 @@ def quantize_openvino(
         raise DensaError("openvino-int8 calibration needs at least one non-empty text")
     ov = require("openvino", "openvino")
     nncf = require("nncf", "openvino")
+    _LOG.info(
+        "calibrating openvino-int8 on %d passages, once for this model (a minute or two on 2 CPU cores)...",
+        len(texts),
+    )
+    start = time.perf_counter()
     items = []
     for text in texts:  # one text per item: no padding in the measured ranges
         batch = tokenizer([text], truncation=True, max_length=max_length, return_tensors="np")
@@ -247,6 +257,7 @@ def quantize_openvino(
     record.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     tmp.with_suffix(".bin").replace(out.with_suffix(".bin"))  # weights first, then the graph
     tmp.replace(out)
+    _LOG.info("calibrated in %.0f s; the int8 graph is cached in %s", time.perf_counter() - start, out.parent)
     return out
 
 
@@ -296,24 +307,72 @@ def _export(torch: Any, module: Any, dummy: tuple[Any, ...], path: Path, names: 
     )
 
 
+def _graph_name(fingerprint: str, runtime: Runtime) -> str:
+    """The cached file that ``runtime`` runs, in the export folder."""
+    stem = f"densa-{fingerprint}-v{_EXPORT_VERSION}"
+    return {
+        "onnx": f"{stem}-ort.onnx",
+        "onnx-int8": f"{stem}-ort-int8.onnx",
+        "openvino": f"{stem}.xml",
+        "openvino-int8": f"{stem}-ov-int8.xml",
+    }[runtime]
+
+
+def cached_graph(model_dir: Path, fingerprint: str, runtime: Runtime) -> Path | None:
+    """The graph ``runtime`` would run for this model if it is exported (and, for
+    ``openvino-int8``, calibrated) already; nothing is created."""
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    for folder in (model_dir / "onnx", base / "densa" / "onnx" / fingerprint):
+        graph = folder / _graph_name(fingerprint, runtime)
+        weights_ready = graph.suffix != ".xml" or graph.with_suffix(".bin").is_file()
+        if graph.is_file() and weights_ready:
+            return graph
+    return None
+
+
 class OnnxEncoder:
     """Encodes with an exported graph what a :class:`SentenceTransformerEncoder` encodes with
     torch, on ONNX Runtime (``onnx``, ``onnx-int8``) or OpenVINO (``openvino``,
     ``openvino-int8``).
 
-    Built from a loaded torch encoder (its tokenizer, pooling and spec are reused); only
-    single-tower transformer + pooling models are supported. ``calibration`` (passages, or a
-    function returning them) is used by ``openvino-int8`` the first time a model is quantised.
+    :meth:`from_torch` exports the graph from a loaded torch encoder (only single-tower
+    transformer + pooling models); :meth:`from_cache` opens an exported one with nothing but
+    the tokenizer, without importing torch. ``calibration`` (passages, or a function returning
+    them) is used by ``openvino-int8`` the first time a model is quantised.
     """
 
     def __init__(
         self,
+        spec: EncoderSpec,
+        tokenizer: Any,
+        path: Path,
+        runtime: Runtime,
+        *,
+        normalize: bool,
+        batch_size: int,
+    ) -> None:
+        if runtime not in get_args(Runtime):
+            raise DensaError(f"unknown runtime {runtime!r}")
+        self._spec = spec
+        self._tokenizer = tokenizer
+        self.path = path
+        self.runtime = runtime
+        self._normalize = normalize
+        self._batch_size = batch_size
+        self._run: _OnnxRuntime | _OpenVino = (
+            _OnnxRuntime(path) if runtime.startswith("onnx") else _OpenVino(path)
+        )
+
+    @classmethod
+    def from_torch(
+        cls,
         torch_encoder: Any,
         model_dir: Path,
         *,
         runtime: Runtime = "onnx",
         calibration: Calibration | None = None,
-    ) -> None:
+    ) -> OnnxEncoder:
+        """Export (once, cached) the graph of a loaded :class:`SentenceTransformerEncoder`."""
         if runtime not in get_args(Runtime):
             raise DensaError(f"unknown runtime {runtime!r}")
         modules = list(torch_encoder._doc_model)
@@ -327,28 +386,49 @@ class OnnxEncoder:
             raise DensaError(
                 f"the onnx backends support single-tower transformer + pooling models, not {kinds}"
             )
-        self._normalize = torch_encoder.spec.normalize or "Normalize" in kinds
-        self._spec: EncoderSpec = torch_encoder.spec
-        self._tokenizer = torch_encoder.tokenizer
-        self._batch_size = torch_encoder.config.batch_size
-        self.runtime = runtime
-        self.path = export_onnx(modules[0], model_dir, self._spec.fingerprint)
-        self._run: _OnnxRuntime | _OpenVino
+        spec: EncoderSpec = torch_encoder.spec
+        tokenizer = torch_encoder.tokenizer
+        path = export_onnx(modules[0], model_dir, spec.fingerprint)
         if runtime.startswith("onnx"):
-            hf_config = modules[0].auto_model.config
-            self.path = optimize_for_onnxruntime(self.path, hf_config, runtime == "onnx-int8")
-            self._run = _OnnxRuntime(self.path)
+            path = optimize_for_onnxruntime(path, modules[0].auto_model.config, runtime == "onnx-int8")
         else:
-            self.path = export_openvino(self.path)
+            path = export_openvino(path)
             if runtime == "openvino-int8":
-                self.path = quantize_openvino(
-                    self.path,
-                    self._tokenizer,
-                    self._spec.max_length,
-                    calibration,
-                    prefix=self._spec.passage_prefix,
+                path = quantize_openvino(
+                    path, tokenizer, spec.max_length, calibration, prefix=spec.passage_prefix
                 )
-            self._run = _OpenVino(self.path)
+        normalize = spec.normalize or "Normalize" in kinds
+        return cls(
+            spec, tokenizer, path, runtime, normalize=normalize, batch_size=torch_encoder.config.batch_size
+        )
+
+    @classmethod
+    def from_cache(
+        cls, spec: EncoderSpec, model_dir: Path, runtime: Runtime, batch_size: int = 32
+    ) -> OnnxEncoder | None:
+        """The encoder of an already exported graph for ``spec`` (its fingerprint names it),
+        opened with the model folder's tokenizer alone (no torch); ``None`` if not exported yet
+        or if the model is not a single-tower transformer + pooling pipeline."""
+        graph = cached_graph(model_dir, spec.fingerprint, runtime)
+        modules_file = model_dir / "modules.json"
+        if graph is None or spec.query_model is not None or not modules_file.is_file():
+            return None
+        modules = json.loads(modules_file.read_text(encoding="utf-8"))
+        kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
+        if (
+            not kinds
+            or kinds[0] != "Transformer"
+            or not set(kinds) <= {"Transformer", "Pooling", "Normalize"}
+        ):
+            return None
+        folder = model_dir / modules[0].get("path", "")
+        tokenizer: Any = FastTokenizer.load(folder)  # no torch; transformers' classes import it
+        if tokenizer is None:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        normalize = spec.normalize or "Normalize" in kinds
+        return cls(spec, tokenizer, graph, runtime, normalize=normalize, batch_size=batch_size)
 
     @property
     def spec(self) -> EncoderSpec:

@@ -15,6 +15,10 @@ from densa.encode.encoder import Encoder
 __all__ = ["BatchRunner", "Done", "LocalRunner", "Pending", "encode_batch"]
 
 _ENCODE_STEP = 256
+#: Texts are cut to this many characters per token of the model's limit before tokenising
+#: (16,384 for a 256-token model): tokens past the limit are dropped anyway, and tokenising a
+#: 50 MB document whole takes minutes. A text that long is counted as over the limit.
+CHARS_PER_TOKEN = 64
 
 
 class Pending(Protocol):
@@ -41,8 +45,12 @@ def encode_batch(
     progress: Callable[[int], object] | None = None,
 ) -> tuple[npt.NDArray[np.float32], int]:
     """Vectors of ``passages`` in their order (encoded longest first, so each forward pass pads
-    to similar lengths) and how many ``documents`` exceed the model's token limit."""
-    truncated = encoder.count_truncated(documents)
+    to similar lengths) and how many ``documents`` exceed the model's token limit (texts are cut
+    to :data:`CHARS_PER_TOKEN` characters a token of the limit first)."""
+    limit = CHARS_PER_TOKEN * encoder.spec.max_length
+    passages = [p[:limit] for p in passages]
+    cut = sum(1 for d in documents if len(d) > limit)
+    truncated = cut + encoder.count_truncated([d for d in documents if len(d) <= limit])
     out = np.empty((len(passages), encoder.spec.dim), dtype=np.float32)
     order = sorted(range(len(passages)), key=lambda i: -len(passages[i]))
     for start in range(0, len(order), _ENCODE_STEP):

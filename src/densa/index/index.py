@@ -21,7 +21,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from densa.chunk.chunker import ChunkConfig
 from densa.encode.config import CALIBRATION_TEXTS, Backend, EncoderConfig
@@ -144,6 +144,7 @@ class Index:
         resume: bool = True,
         dask: str | None = None,
         runner: Any = None,
+        expected: int | None = None,
     ) -> Index:
         """Write a new index of ``documents`` at ``path``, every channel in one segment.
 
@@ -182,6 +183,8 @@ class Index:
         runner
             Encode the default dense channel with this
             :class:`~densa.index.encoding.BatchRunner` (overrides ``dask``).
+        expected
+            How many documents to expect (the progress bar's total, for an ETA).
         """
         path = Path(path)
         _check_target(path, overwrite)
@@ -198,7 +201,7 @@ class Index:
         }
         created_dir = not path.exists()
         try:
-            with ExitStack() as stack, _progress_bar(progress, "indexing") as bar:
+            with ExitStack() as stack, _progress_bar(progress, "indexing", expected) as bar:
                 runners = _runners(stack, kinds, dask, runner)
                 current = stack.enter_context(write_lock(path))
                 number = current.next_segment if current is not None else 1
@@ -248,7 +251,7 @@ class Index:
         model: str | None = None,
         device: str | None = None,
         batch_size: int = 32,
-        backend: Backend | None = None,
+        backend: Backend | Literal["auto"] | None = None,
     ) -> Index:
         """Open an index folder on its current generation.
 
@@ -267,7 +270,10 @@ class Index:
             Encode queries on this backend instead of the one the index was built with
             (e.g. ``openvino`` for lower latency); the vectors it makes are checked to be
             the same model's, not compared value by value. ``openvino-int8`` is calibrated
-            on the index's first stored documents if the model never was.
+            on the index's first stored documents if the model never was. ``auto``: the
+            fastest backend that keeps quality (see
+            :func:`densa.index.channels.dense.query_backend`). Added documents are always
+            encoded on the index's own backend.
         """
         path = Path(path)
         options = OpenOptions(
@@ -345,19 +351,27 @@ class Index:
             raise DensaError(f"{self.path} has no dense channel (channels: {', '.join(self.channels)})")
         return name
 
+    def dense_kind(self, name: str | None = None) -> DenseKind:
+        """Dense channel ``name``'s kind (default: the default dense channel)."""
+        kind = self.kind(name or self.default_dense)
+        if not isinstance(kind, DenseKind):
+            raise DensaError(f"channel {name!r} of {self.path} is not a dense channel")
+        return kind
+
     @property
     def encoder(self) -> Encoder:
-        """The default dense channel's encoder, loaded on first use."""
-        kind = self.kind(self.default_dense)
-        assert isinstance(kind, DenseKind)
-        return kind.encoder
+        """The default dense channel's document encoder (its build backend), loaded on first use."""
+        return self.dense_kind().encoder
 
-    def use_encoder(self, encoder: Encoder) -> None:
-        """Encode the default dense channel's queries with ``encoder`` from now on (e.g. the
-        loaded one wrapped in a lock); it must be the index's model, as for :meth:`open`."""
-        kind = self.kind(self.default_dense)
-        assert isinstance(kind, DenseKind)
-        kind.use_encoder(encoder)
+    @property
+    def query_encoder(self) -> Encoder:
+        """The default dense channel's query encoder (the backend the index was opened with)."""
+        return self.dense_kind().query_encoder
+
+    def use_encoder(self, encoder: Encoder | None = None, *, queries: Encoder | None = None) -> None:
+        """Encode the default dense channel's documents with ``encoder`` and its queries with
+        ``queries`` (default: ``encoder``) from now on, e.g. wrapped in a lock; the index's model."""
+        self.dense_kind().use_encoder(encoder, queries=queries)
 
     def calibration_texts(self) -> list[str]:
         """The first stored documents' texts: what calibrates ``openvino-int8`` for queries on
@@ -431,6 +445,7 @@ class Index:
         batch_size: int = 2048,
         progress: bool = False,
         merge: bool = True,
+        expected: int | None = None,
     ) -> Index:
         """Add documents as one new segment (every channel) and return the updated index.
 
@@ -438,7 +453,7 @@ class Index:
         ``merge``, small segments are then merged as :class:`MergePolicy` says.
         """
         start = time.perf_counter()
-        with self._writing() as (current, working), _progress_bar(progress, "adding") as bar:
+        with self._writing() as (current, working), _progress_bar(progress, "adding", expected) as bar:
             source = SegmentSource(
                 f"seg-{current.next_segment:06d}", current.next_row, current.next_passage, working.locate
             )
@@ -524,7 +539,10 @@ class Index:
             "chunking": self.manifest.chunking,
             "batch_size": batch_size,
         }
-        with self._writing() as (current, working), _progress_bar(progress, f"adding channel {name}") as bar:
+        with (
+            self._writing() as (current, working),
+            _progress_bar(progress, f"adding channel {name}", self.manifest.documents) as bar,
+        ):
             if name in current.channels:
                 raise ConflictError(f"{self.path} already has a channel named {name!r}")
 
@@ -621,10 +639,10 @@ def _runners(
 
 
 @contextmanager
-def _progress_bar(show: bool, what: str) -> Iterator[Any]:
+def _progress_bar(show: bool, what: str, total: int | None = None) -> Iterator[Any]:
     from tqdm.auto import tqdm
 
-    with tqdm(desc=what, unit="doc", disable=not show, dynamic_ncols=True) as bar:
+    with tqdm(desc=what, unit="doc", total=total, disable=not show, dynamic_ncols=True) as bar:
         yield bar.update
 
 

@@ -7,13 +7,14 @@ bi-encoder but one forward pass per pair, hence only for the top candidates.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from densa.errors import DensaError
 
-__all__ = ["CrossEncoderReranker", "Reranker"]
+__all__ = ["CrossEncoderReranker", "Reranker", "check_cross_encoder"]
 
 
 @runtime_checkable
@@ -21,6 +22,26 @@ class Reranker(Protocol):
     """``score(pairs) -> scores``: one relevance score per ``(query, passage)`` pair."""
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]: ...
+
+
+def check_cross_encoder(path: Path) -> None:
+    """Raise unless ``path`` holds a one-output sequence classifier (a cross-encoder): a
+    bi-encoder folder would load with a random scoring head and rerank at random."""
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise DensaError(f"cross-encoder folder not found or incomplete: {path}")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DensaError(f"{config_file}: unreadable ({exc})") from None
+    architectures = config.get("architectures") or []
+    labels = len(config.get("id2label") or {}) or int(config.get("num_labels", 0) or 0)
+    if not any(str(a).endswith("ForSequenceClassification") for a in architectures) or labels not in (0, 1):
+        raise DensaError(
+            f"{path} is not a cross-encoder (architectures {architectures}): --rerank takes a one-output "
+            "sequence classifier, e.g. one trained by `densa train-reranker`; a bi-encoder folder is a "
+            "channel (densa add-channel)"
+        )
 
 
 class CrossEncoderReranker:
@@ -49,8 +70,7 @@ class CrossEncoderReranker:
         from sentence_transformers import CrossEncoder
 
         path = Path(model)
-        if not (path / "config.json").is_file():
-            raise DensaError(f"cross-encoder folder not found or incomplete: {model}")
+        check_cross_encoder(path)
         self.model = CrossEncoder(str(path), device=device, local_files_only=True)
         self.batch_size = batch_size
         self.show_progress = show_progress

@@ -95,8 +95,9 @@ def create_app(config: ServeConfig, *, encoder: Encoder | None = None) -> Any:
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
+        service.open()  # again, if an earlier lifespan of this app closed it
         yield
-        service.close()  # batch workers stop, the snapshot's lease is released
+        service.close()  # batch workers stop, the snapshots' leases are released
 
     app = FastAPI(
         lifespan=lifespan,

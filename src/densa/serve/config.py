@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from densa.encode.config import Backend
 from densa.errors import ConfigError
@@ -52,7 +53,8 @@ class ServeConfig:
     device
         Encoder device.
     backend
-        Query encoding backend (default: the one the index was built with).
+        Query encoding backend: ``auto`` (the default: the fastest that keeps quality), one of
+        the backends, or ``None`` for the one the index was built with.
     batch_wait_ms, max_batch
         Micro-batching: how long a search waits for others to share its batch, and how many
         queries one batch holds at most.
@@ -69,7 +71,7 @@ class ServeConfig:
     max_queries: int = 64
     max_body_bytes: int = 8 * 1024 * 1024
     device: str | None = None
-    backend: Backend | None = None
+    backend: Backend | Literal["auto"] | None = "auto"
     batch_wait_ms: float = 3.0
     max_batch: int = 64
 

@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from densa.corpus.readers import MAX_METADATA_DEPTH, metadata_depth
 from densa.fuse.fusion import FusionConfig
 from densa.search.config import SearchConfig
 
@@ -49,8 +50,6 @@ __all__ = [
 Scalar = StrictStr | StrictInt | float | StrictBool | None
 #: JSON types are taken as they are: a number is not a string, ``true`` is not 1.
 _STRICT: dict[Any, Any] = {int: StrictInt, bool: StrictBool, str: StrictStr}
-#: How deep document metadata may nest (JSON objects and lists inside each other).
-MAX_METADATA_DEPTH = 32
 
 
 def _options_model(config: type, name: str, nested: Mapping[type, type[BaseModel]]) -> type[BaseModel]:
@@ -84,19 +83,6 @@ def _not_blank(text: str) -> str:
     if not text.strip():
         raise ValueError("must contain something other than white space")
     return text
-
-
-def _depth(value: Any) -> int:
-    """How deep JSON objects and lists nest in ``value`` (without recursion)."""
-    deepest, stack = 0, [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if isinstance(item, dict):
-            stack += [(v, depth + 1) for v in item.values()]
-        elif isinstance(item, list):
-            stack += [(v, depth + 1) for v in item]
-    return deepest
 
 
 class SearchRequest(SearchOptions):  # type: ignore[misc, valid-type]
@@ -189,7 +175,7 @@ class DocumentIn(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _shallow(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if _depth(value) > MAX_METADATA_DEPTH:
+        if metadata_depth(value) > MAX_METADATA_DEPTH:
             raise ValueError(f"metadata nests deeper than {MAX_METADATA_DEPTH} levels")
         return value
 

@@ -93,17 +93,8 @@ class IndexService:
     """Thread-safe access to one index folder for the HTTP API."""
 
     def __init__(self, config: ServeConfig, encoder: Encoder | None = None) -> None:
-        # without an encoder, the index loads the one it was built with (on config.backend)
-        index = Index.open(config.index, encoder=encoder, device=config.device, backend=config.backend)
         self.config = config
-        self.encoder: LockedEncoder | None = None
-        if any(r.kind == "dense" for r in index.channels.values()):
-            self.encoder = LockedEncoder(index.encoder)
-            index.use_encoder(self.encoder)
-        self._index = index
-        self._stamp = self._manifest_stamp()
-        self._readers: dict[int, int] = {}  # id(index) -> requests reading it
-        self._retired: list[Index] = []
+        self._given = encoder
         self._state_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self.reranker = (
@@ -112,12 +103,36 @@ class IndexService:
         self.started = time.time()
         self.searches = 0
         self.writes = 0
+        self._closed = True
+        self.open()
+
+    def open(self) -> None:
+        """Open the current generation and start the batch workers (again, after :meth:`close`)."""
+        if not self._closed:
+            return
+        # without an encoder, the index loads the one it was built with (queries on config.backend)
+        index = Index.open(
+            self.config.index, encoder=self._given, device=self.config.device, backend=self.config.backend
+        )
+        self.encoder: LockedEncoder | None = None  # the default dense channel's query encoder
+        if any(r.kind == "dense" for r in index.channels.values()):
+            kind = index.dense_kind()
+            self.encoder = LockedEncoder(kind.query_encoder)
+            if kind.queries_on_own_backend:  # one encoder for queries and added documents
+                kind.use_encoder(self.encoder)
+            else:  # documents on the index's backend, loaded when a write needs it
+                kind.use_encoder(queries=self.encoder)
+        self._index = index
+        self._stamp = self._manifest_stamp()
+        self._readers: dict[int, int] = {}  # id(index) -> requests reading it
+        self._retired: list[Index] = []
         self._batcher = Batcher(
             self._run_batch,
             ["model", "plain"],
-            max_wait=config.batch_wait_ms / 1000,
-            max_queries=config.max_batch,
+            max_wait=self.config.batch_wait_ms / 1000,
+            max_queries=self.config.max_batch,
         )
+        self._closed = False
 
     def _manifest_stamp(self) -> tuple[int, int]:
         stat = (self.config.index / MANIFEST).stat()
@@ -184,10 +199,15 @@ class IndexService:
             )
 
     def close(self) -> None:
-        """Stop the batch workers and close the current snapshot."""
+        """Stop the batch workers and close the snapshots (:meth:`open` starts them again)."""
+        if self._closed:
+            return
+        self._closed = True
         self._batcher.close()
         with self._state_lock:
-            self._index.close()
+            for index in [self._index, *self._retired]:
+                index.close()
+            self._retired.clear()
 
     def add(self, documents: Sequence[Document]) -> int:
         with self._write_lock:

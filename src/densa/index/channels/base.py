@@ -184,15 +184,17 @@ class OpenOptions:
     """How to load a channel's model when an index is opened (kinds ignore what they do not use).
 
     ``encoder`` replaces the loaded model (it must be the same one); ``model`` loads it from
-    another folder (moved); ``backend`` encodes queries on another runtime; ``calibration``
-    returns stored passages for a runtime that needs them (``openvino-int8``).
+    another folder (moved); ``backend`` encodes queries on another runtime (``auto``: the
+    fastest that keeps quality, see :func:`densa.index.channels.dense.query_backend`; ``None``:
+    the index's own); ``calibration`` returns stored passages for a runtime that needs them
+    (``openvino-int8``).
     """
 
     encoder: Encoder | None = None
     model: str | None = None
     device: str | None = None
     batch_size: int = 32
-    backend: Backend | None = None
+    backend: Backend | Literal["auto"] | None = None
     calibration: Callable[[], Sequence[str]] | None = None
 
 

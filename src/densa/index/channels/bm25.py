@@ -350,19 +350,19 @@ class BM25Channel:
         for terms in queries:
             ids, scores = [], []
             for part, mask in zip(self._parts, allowed, strict=True):
-                local = self._score(part, [t for t in terms if t in idf], idf, mask)
+                local = self._score(part, [t for t in terms if t in idf], idf, mask, k)
                 if local is not None:
-                    rows, values = local
-                    ids.append(rows.astype(np.int64) + part.first_row)
-                    scores.append(values)
+                    ids.append(local.ids + part.first_row)
+                    scores.append(local.scores)
             results.append(
                 top_k_with_ties(np.concatenate(ids), np.concatenate(scores), k) if ids else UnitScores.empty()
             )
         return results
 
     def _score(
-        self, part: _Part, terms: list[str], idf: dict[str, float], mask: BoolArray | None
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]] | None:
+        self, part: _Part, terms: list[str], idf: dict[str, float], mask: BoolArray | None, k: int
+    ) -> UnitScores | None:
+        """The part's ``k`` best rows (ties kept) that match some term and pass ``mask``."""
         rows_list, weight_list = [], []
         for term in terms:
             t = part.postings.find(term)
@@ -378,19 +378,26 @@ class BM25Channel:
             return None
         touched = sum(len(r) for r in rows_list)
         if touched * 8 > len(part.postings.lengths):  # many postings: a dense accumulator is cheaper
+            # float64 as the sparse path below: which path a segment takes depends on its size, and
+            # an index built by updates must score exactly as a fresh build
             dense = np.zeros(len(part.postings.lengths), np.float64)
             for rows, weight in zip(rows_list, weight_list, strict=True):
                 dense[rows] += weight  # rows are unique within one term's postings
-            keep = dense > 0 if mask is None else (dense > 0) & mask
-            found = np.flatnonzero(keep)
-            return found.astype(np.int64), dense[found].astype(np.float32)
+            if mask is not None:
+                dense[~mask] = 0
+            values = dense.astype(np.float32)  # compared in float32, as the sparse path does
+            floor = np.float32(0)
+            if k < len(values):  # only rows at least as good as the k-th can be in the top k
+                floor = np.partition(values, len(values) - k)[len(values) - k]
+            found = np.flatnonzero(values >= floor) if floor > 0 else np.flatnonzero(values > 0)
+            return top_k_with_ties(found.astype(np.int64), values[found], k)
         rows = np.concatenate(rows_list).astype(np.int64)
         unique, inverse = np.unique(rows, return_inverse=True)
         sums = np.bincount(inverse, weights=np.concatenate(weight_list)).astype(np.float32)
         keep = sums > 0
         if mask is not None:
             keep &= mask[unique]
-        return unique[keep].astype(np.int64), sums[keep]
+        return top_k_with_ties(unique[keep].astype(np.int64), sums[keep], k)
 
 
 # --------------------------------------------------------------------------- the kind

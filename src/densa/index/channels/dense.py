@@ -8,20 +8,23 @@ vectors), from batches encoded here or on Dask workers and kept as resumable sha
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, cast, get_args
 
 import numpy as np
 
-from densa.encode.config import CALIBRATION_TEXTS, EncoderConfig, EncoderSpec
+from densa.encode.config import CALIBRATION_TEXTS, Backend, EncoderConfig, EncoderSpec
 from densa.encode.encoder import Encoder, backend_agreement, make_encoder
 from densa.encode.model_files import fingerprint, resolve_model_path
-from densa.errors import ConfigError, IndexDamagedError, IndexMismatchError
+from densa.encode.onnx import OnnxEncoder, Runtime
+from densa.errors import ConfigError, DensaError, IndexDamagedError, IndexMismatchError
 from densa.index.channels.base import (
     BoolArray,
     BuildJob,
@@ -36,7 +39,7 @@ from densa.index.shards import ShardCache, batch_digest
 from densa.index.vectors import VectorIndex, VectorIndexConfig
 from densa.types import Document
 
-__all__ = ["FACTORY", "DenseChannel", "DenseKind", "check_same_encoder"]
+__all__ = ["FACTORY", "DenseChannel", "DenseKind", "check_same_encoder", "query_backend"]
 
 #: Spec fields that change the vectors: an encoder differing in any of them does not match.
 _SPEC_FIELDS_THAT_CHANGE_VECTORS = (
@@ -50,6 +53,7 @@ _SPEC_FIELDS_THAT_CHANGE_VECTORS = (
     "passage_prefix",
 )
 _TIE_MARGIN = 16  # extra rows fetched per segment so that ties at the cut can be kept
+_LOG = logging.getLogger("densa.index")
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,21 @@ class DenseChannel:
 
     encoder: Encoder | EncoderConfig = field(default_factory=EncoderConfig)
     vectors: VectorIndexConfig = field(default_factory=VectorIndexConfig)
+
+
+def query_backend(spec: EncoderSpec, asked: Backend | Literal["auto"] | None) -> Backend:
+    """The backend queries are encoded on.
+
+    ``None`` keeps the index's own. ``auto``, on an index built with fp32 torch, takes OpenVINO
+    when it is installed: of the backends within 0.005 nDCG@10 of fp32 on SciFact
+    (``bench/results/encode_backends.md``), the fastest (bf16 where the CPU has it, fp32
+    elsewhere); separate query towers and other backends keep the index's own.
+    """
+    if asked is None or (asked == "auto" and (spec.backend != "torch" or spec.query_model is not None)):
+        return spec.backend
+    if asked == "auto":
+        return "openvino" if importlib.util.find_spec("openvino") is not None else "torch"
+    return asked
 
 
 def check_same_encoder(where: str, built: EncoderSpec, given: EncoderSpec) -> None:
@@ -102,6 +121,9 @@ class DenseKind:
         self.vectors = vectors
         self._encoder = encoder
         self._options = options or OpenOptions()
+        # an encoder given explicitly encodes queries too, unless another backend is asked for
+        asked = self._options.backend
+        self._queries: Encoder | None = encoder if asked in (None, "auto") else None
         self.notes: list[str] = []
 
     def settings(self) -> dict[str, Any]:
@@ -109,28 +131,69 @@ class DenseKind:
 
     @property
     def encoder(self) -> Encoder:
-        """The encoder, loaded on first use from the spec (and the open options)."""
+        """The encoder of documents (on the backend the index was built with), loaded on first use."""
         if self._encoder is None:
-            options = self._options
-            config = self.spec.to_config(batch_size=options.batch_size, device=options.device)
-            if options.model is not None:
-                config = replace(config, model=options.model)
-            if options.backend is not None:
-                config = replace(config, backend=options.backend)
-            encoder = make_encoder(config, calibration=options.calibration)
-            check_same_encoder("this index", self.spec, encoder.spec)
-            self._encoder = encoder
+            self._encoder = self._load(self.spec.backend)
         return self._encoder
 
     @property
-    def tokenizer(self) -> Any:
-        return self.encoder.tokenizer
+    def query_encoder(self) -> Encoder:
+        """The encoder of queries: on the backend the index was opened with (``auto``: the
+        fastest one measured within 0.005 nDCG@10 of fp32, see :func:`query_backend`); the
+        document encoder when that is the same backend."""
+        if self._queries is None:
+            backend = query_backend(self.spec, self._options.backend)
+            self._queries = self.encoder if backend == self.spec.backend else self._load(backend)
+        return self._queries
 
-    def use_encoder(self, encoder: Encoder) -> None:
-        """Encode with ``encoder`` from now on (e.g. the loaded one wrapped in a lock); it must
-        be the same model."""
+    def _load(self, backend: Backend) -> Encoder:
+        try:
+            return self._load_on(backend)
+        except DensaError as exc:
+            if self._options.backend != "auto" or backend == self.spec.backend:
+                raise
+            _LOG.warning(
+                "queries on %s are not possible here (%s); using %s", backend, exc, self.spec.backend
+            )
+            return self.encoder
+
+    def _load_on(self, backend: Backend) -> Encoder:
+        """The model on ``backend``: an exported graph already cached opens without torch."""
+        options = self._options
+        model_dir = resolve_model_path(options.model or self.spec.model)
+        spec = replace(self.spec, backend=backend)
+        encoder: Encoder | None = None
+        if backend in get_args(Runtime) and fingerprint(model_dir) == spec.fingerprint:
+            encoder = OnnxEncoder.from_cache(spec, model_dir, cast(Runtime, backend), options.batch_size)
+        if encoder is None:
+            config = replace(
+                spec.to_config(batch_size=options.batch_size, device=options.device), backend=backend
+            )
+            if options.model is not None:
+                config = replace(config, model=options.model)
+            encoder = make_encoder(config, calibration=options.calibration)
         check_same_encoder("this index", self.spec, encoder.spec)
-        self._encoder = encoder
+        return encoder
+
+    @property
+    def queries_on_own_backend(self) -> bool:
+        """Whether queries are encoded on the backend the documents were (one encoder for both)."""
+        return query_backend(self.spec, self._options.backend) == self.spec.backend
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.query_encoder.tokenizer
+
+    def use_encoder(self, encoder: Encoder | None = None, *, queries: Encoder | None = None) -> None:
+        """Encode documents with ``encoder`` and queries with ``queries`` from now on (e.g. the
+        loaded ones wrapped in a lock; ``queries`` defaults to ``encoder``); the same model."""
+        for given in (encoder, queries):
+            if given is not None:
+                check_same_encoder("this index", self.spec, given.spec)
+        if encoder is not None:
+            self._encoder = encoder
+        if queries is not None or encoder is not None:
+            self._queries = queries or encoder
 
     def runner(self, address: str) -> AbstractContextManager[BatchRunner]:
         """Encode on the Dask cluster at ``address`` (``local:N``: N local workers); every
@@ -233,12 +296,8 @@ class DenseSearch:
         self._segments = segments
         self.parts = parts
 
-    @property
-    def encoder(self) -> Encoder:
-        return self.kind.encoder
-
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self.kind.encoder.encode_queries(list(texts))
+        return self.kind.query_encoder.encode_queries(list(texts))
 
     def search(self, queries: np.ndarray, k: int, allowed: Sequence[BoolArray | None]) -> list[UnitScores]:
         if len(allowed) != len(self.parts):
