@@ -25,7 +25,11 @@ class HashingEncoder:
     Fast and exact, so index and search tests can reason about which documents match.
     """
 
-    def __init__(self, dim: int = 64, name: str = "hashing") -> None:
+    def __init__(self, dim: int = 64, name: str = "hashing", jitter: bool = False) -> None:
+        """``jitter`` adds a small per-text offset, so that no two different texts score exactly
+        alike: HNSW computes a distance in batches whose float rounding depends on the graph, so
+        the order of exact ties is not defined there."""
+        self._jitter = jitter
         self._spec = EncoderSpec(
             model=name,
             fingerprint=hashlib.sha256(name.encode()).hexdigest()[:16],
@@ -52,6 +56,8 @@ class HashingEncoder:
             for word in _WORD.findall(text.lower()):
                 bucket = int(hashlib.md5(word.encode()).hexdigest(), 16) % self._spec.dim
                 out[row, bucket] += 1.0
+            if self._jitter:
+                out[row] += int(hashlib.md5(text.encode()).hexdigest()[:6], 16) / 2**24 * 0.05
         return l2_normalize(out)
 
     @property

@@ -32,7 +32,7 @@ from densa.index.channels.base import BuildJob, Channel, ChannelKind, OpenOption
 from densa.index.channels.bm25 import BM25Config
 from densa.index.channels.dense import DenseChannel, DenseKind
 from densa.index.leases import acquire
-from densa.index.manifest import MANIFEST, ChannelRecord, Manifest, check_channel_name
+from densa.index.manifest import MANIFEST, SEGMENTS_DIR, ChannelRecord, Manifest, check_channel_name
 from densa.index.merge import MergePolicy
 from densa.index.shards import BUILD_DIR
 from densa.index.snapshot import Snapshot
@@ -216,6 +216,9 @@ class Index:
                 segment = write_segment(
                     path, source, docs, kinds, chunker, batch_size=batch_size, jobs=job, progress=bar
                 )
+                if not segment.rows:
+                    shutil.rmtree(path / SEGMENTS_DIR / segment.name, ignore_errors=True)
+                    raise DensaError("no documents to index")
                 manifest = Manifest(
                     generation=current.generation + 1 if current is not None else 1,
                     channels=records,
@@ -225,8 +228,6 @@ class Index:
                     next_passage=segment.passages,
                     next_segment=number + 1,
                 )
-                if not segment.rows:
-                    raise DensaError("no documents to index")
                 commit(path, manifest)
         except BaseException:
             nothing_kept = not any((path / BUILD_DIR).rglob("shard-*"))
@@ -469,7 +470,7 @@ class Index:
                 progress=bar,
             )
             if not segment.rows:
-                shutil.rmtree(self.path / "segments" / segment.name, ignore_errors=True)
+                shutil.rmtree(self.path / SEGMENTS_DIR / segment.name, ignore_errors=True)
             else:
                 manifest = commit(
                     self.path,

@@ -386,10 +386,7 @@ class BM25Channel:
             if mask is not None:
                 dense[~mask] = 0
             values = dense.astype(np.float32)  # compared in float32, as the sparse path does
-            floor = np.float32(0)
-            if k < len(values):  # only rows at least as good as the k-th can be in the top k
-                floor = np.partition(values, len(values) - k)[len(values) - k]
-            found = np.flatnonzero(values >= floor) if floor > 0 else np.flatnonzero(values > 0)
+            found = np.flatnonzero(values > 0)  # (partitioning all rows, zeros too, costs more)
             return top_k_with_ties(found.astype(np.int64), values[found], k)
         rows = np.concatenate(rows_list).astype(np.int64)
         unique, inverse = np.unique(rows, return_inverse=True)
