@@ -130,6 +130,11 @@ def test_modes_filters_add_and_delete(tmp_path: Path) -> None:
     new_doc = {"_id": "n1", "title": "Cardiac arrest", "text": "The heart stops beating."}
     extra.write_text(json.dumps(new_doc) + "\n")
     assert "now holds 11" in _ok(["add", str(path), str(extra)])
+    again = tmp_path / "again.jsonl"
+    again.write_text(json.dumps({"_id": "n2", "text": "new"}) + "\n" + json.dumps(new_doc) + "\n")
+    refused = runner.invoke(app, ["add", str(path), str(again)])
+    assert str(refused.exception) == f"{again}:2: document id 'n1' is already in the index"  # main(): exit 2
+    assert json.loads(_ok(["info", str(path)]))["counts"]["documents"] == 11  # n2 not added either
     assert "now holds 9" in _ok(["delete", str(path), "n1", "d3"])
     after = json.loads(_ok(["search", str(path), "heart attack", "--mode", "hybrid", "--json", "-k", "20"]))
     assert {"n1", "d3"}.isdisjoint(h["id"] for h in after)
@@ -248,3 +253,25 @@ def test_batch_search_writes_1000_hits_a_query_by_default_and_no_results_is_said
     assert len(run.read_text().splitlines()) == 4 * 10  # every document of the tiny corpus, up to 1000
     empty = _ok(["search", str(tiny_index), "heart", "--filter", "topic=nothing"])
     assert empty.startswith("no results")
+
+
+def test_index_into_an_engine_and_export_to_another(tmp_path: Path) -> None:
+    from densa.index.engines import close_all
+
+    path = tmp_path / "idx"
+    try:
+        out = _ok(["index", str(TINY / "corpus.jsonl"), "-o", str(path), "--engine", "qdrant"])
+        assert "indexed 10 documents" in out
+        assert (path / "engines" / "qdrant").is_dir()
+        hits = json.loads(_ok(["search", str(path), "heart attack", "--json", "-k", "3"]))
+        assert hits[0]["id"] == "d3"
+        out = _ok(["export", str(path), "--engine", "milvus"])
+        assert "as channel dense-milvus (flat)" in out
+        moved = json.loads(
+            _ok(["search", str(path), "heart attack", "--json", "-k", "3", "--mode", "dense-milvus"])
+        )
+        assert [h["id"] for h in moved] == [h["id"] for h in hits]
+        refused = runner.invoke(app, ["export", str(path), "--engine", "qdrant", "--kind", "ivf-flat"])
+        assert "qdrant has no 'ivf-flat' index" in str(refused.exception)
+    finally:
+        close_all()

@@ -167,6 +167,13 @@ ChannelOpt = Annotated[
         "bm25 (default: dense and bm25).",
     ),
 ]
+EngineOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Keep dense vectors in an engine instead of FAISS files: qdrant | milvus (embedded, in the "
+        "index folder; one process at a time), qdrant+http://HOST:6333 | milvus://HOST:19530 (a server)."
+    ),
+]
 
 
 def _encoder_config(**options: Any) -> Any:
@@ -202,6 +209,7 @@ def index(
     nprobe: Annotated[int, typer.Option(help="IVF lists probed per query.")] = 32,
     pq_m: Annotated[int | None, typer.Option(help="PQ bytes per vector (default dim/8).")] = None,
     ef_search: Annotated[int, typer.Option(help="HNSW search beam width.")] = 128,
+    engine: EngineOpt = None,
     chunk_tokens: Annotated[
         int | None, typer.Option(help="Split documents into passages of N tokens.")
     ] = None,
@@ -242,7 +250,14 @@ def index(
         device=device,
         backend=backend,
     )
-    vectors = VectorIndexConfig(kind=kind, nlist=nlist, nprobe=nprobe, pq_m=pq_m, ef_search=ef_search)  # type: ignore[arg-type]
+    vectors = VectorIndexConfig(
+        kind=kind,  # type: ignore[arg-type]
+        nlist=nlist,
+        nprobe=nprobe,
+        pq_m=pq_m,
+        ef_search=ef_search,
+        engine=engine,
+    )
     configs = channel_configs(channel or ["dense", "bm25"], encoder, vectors, BM25Config(k1=k1, b=b))
     chunking = ChunkConfig(chunk_tokens, chunk_overlap) if chunk_tokens else None
     report = SkipReport()
@@ -300,9 +315,10 @@ def add(
     from densa.index import Index
 
     report = SkipReport()
-    docs = read_corpus(corpus, format=corpus_format, skip_bad=skip_bad, report=report)  # type: ignore[arg-type]
+    index = Index.open(index_path)
+    docs = read_corpus(corpus, format=corpus_format, skip_bad=skip_bad, report=report, taken=index.taken)  # type: ignore[arg-type]
     expected = count_records(corpus, corpus_format)  # type: ignore[arg-type]
-    updated = Index.open(index_path).add(docs, progress=True, expected=expected)
+    updated = index.add(docs, progress=True, expected=expected)
     assert updated.build_stats is not None
     typer.echo(f"added {updated.build_stats.documents} documents; {index_path} now holds {len(updated)}")
     _report_truncation(updated.build_stats.truncated, updated)
@@ -337,6 +353,7 @@ def add_channel(
     max_length: MaxLengthOpt = None,
     dim: DimOpt = None,
     kind: Annotated[str, typer.Option(help="FAISS kind when BACKEND is not given.")] = "flat",
+    engine: EngineOpt = None,
     k1: K1Opt = 1.5,
     b: BOpt = 0.75,
     batch_size: BatchSizeOpt = 32,
@@ -364,7 +381,7 @@ def add_channel(
     ((name, config),) = channel_configs(
         [channel],
         encoder,
-        VectorIndexConfig(kind=kind),  # type: ignore[arg-type]
+        VectorIndexConfig(kind=kind, engine=engine),  # type: ignore[arg-type]
         BM25Config(k1=k1, b=b),
     ).items()
     updated = Index.open(index_path).add_channel(name, config, progress=True)
@@ -375,6 +392,39 @@ def add_channel(
     typer.echo(
         f"added channel {name} ({config.kind}) over {stats.documents} documents in {stats.seconds:.1f}s; "
         f"channels: {', '.join(updated.channels)}"
+    )
+
+
+@app.command()
+def export(
+    index_path: IndexArg,
+    engine: Annotated[
+        str,
+        typer.Option(help="qdrant | milvus (embedded) | qdrant+http://HOST:6333 | milvus://HOST:19530."),
+    ],
+    channel: Annotated[str, typer.Option(help="The dense channel whose vectors to export.")] = "dense",
+    name: Annotated[
+        str | None, typer.Option(help="The new channel's name (default: CHANNEL-ENGINE).")
+    ] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="The engine's index kind (default: the channel's).")
+    ] = None,
+) -> None:
+    """Copy a dense channel's vectors into an engine as a new channel (no re-encoding); search it
+    with --mode NAME, fuse it like any other channel."""
+    from dataclasses import replace
+
+    from densa.index import Index
+    from densa.index.engines import EngineLocation
+
+    index = Index.open(index_path)
+    source = index.dense_kind(channel).vectors
+    target = replace(source, kind=kind or source.kind, engine=engine)  # type: ignore[arg-type]
+    new_name = name or f"{channel}-{EngineLocation.parse(engine).name}"
+    updated = index.copy_channel(channel, new_name, target, progress=True)
+    typer.echo(
+        f"exported channel {channel} ({updated.manifest.passages} passages) to {target.engine} as channel "
+        f"{new_name} ({target.kind}); channels: {', '.join(updated.channels)}"
     )
 
 

@@ -10,6 +10,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "DensaError",
+    "EngineError",
     "IndexDamagedError",
     "IndexMismatchError",
     "InputError",
@@ -49,6 +50,11 @@ class IndexMismatchError(DensaError):
 
 class IndexDamagedError(DensaError):
     """A file of an index folder is missing, unreadable or disagrees with the manifest."""
+
+
+class EngineError(DensaError):
+    """An external vector engine (Qdrant, Milvus) refused or failed an operation; the message
+    names the engine and what failed. A failed write leaves the index at its last commit."""
 
 
 class NotFoundError(DensaError):

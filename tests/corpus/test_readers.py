@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -138,6 +139,27 @@ def test_skip_bad_goes_on_and_reports(tmp_path: Path) -> None:
     assert [d.id for d in docs] == ["a", "c"]
     assert [e.line for e in report.skipped] == [2, 3, 4]
     assert "skipped 3 bad record(s)" in report.summary()
+
+
+def test_ids_already_taken_are_reported_at_their_line_in_batches(tmp_path: Path) -> None:
+    lines = [json.dumps({"_id": f"d{i}", "text": f"text {i}"}) for i in range(2500)]
+    path = _write(tmp_path / "c.jsonl", lines)
+    asked: list[int] = []
+
+    def taken(ids: Sequence[str]) -> set[str]:
+        asked.append(len(ids))
+        return {i for i in ids if i in {"d7", "d2100"}}
+
+    report = SkipReport()
+    docs = list(read_corpus(path, skip_bad=True, report=report, taken=taken))
+    assert len(docs) == 2498 and {"d7", "d2100"}.isdisjoint(d.id for d in docs)
+    assert asked == [1024, 1024, 452]  # batched, not one lookup a document
+    assert [(e.line, e.reason) for e in report.skipped] == [
+        (8, "document id 'd7' is already in the index"),
+        (2101, "document id 'd2100' is already in the index"),
+    ]
+    with pytest.raises(InputError, match=r"c.jsonl:8: document id 'd7' is already in the index"):
+        list(read_corpus(path, taken=taken))
 
 
 def test_skip_bad_with_nothing_valid_is_still_an_error(tmp_path: Path) -> None:

@@ -103,14 +103,16 @@ def _apply(index: Index, steps: list[tuple[str, Any]]) -> tuple[Index, list[Docu
     live = {d.id: d for d in BASE}
     for op, arg in steps:
         if op == "add":
-            index = index.add(arg)
+            updated = index.add(arg)
             live.update({d.id: d for d in arg})
         elif op == "delete":
-            index = index.delete(arg)
+            updated = index.delete(arg)
             for doc_id in arg:
                 del live[doc_id]
         else:
-            index = index.optimize()
+            updated = index.optimize()
+        index.close()  # its lease goes: the next commit may collect what only it used
+        index = updated
     return index, list(live.values())
 
 

@@ -9,7 +9,7 @@ and reading goes on.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, islice
 from pathlib import Path
@@ -90,6 +90,7 @@ def read_corpus(
     format: CorpusFormat = "auto",
     skip_bad: bool = False,
     report: SkipReport | None = None,
+    taken: Callable[[Sequence[str]], Collection[str]] | None = None,
 ) -> Iterator[Document]:
     """Stream documents from a file, a folder, or any iterable of documents.
 
@@ -105,12 +106,16 @@ def read_corpus(
         Record bad records in ``report`` and go on instead of raising.
     report
         Collects what was skipped.
+    taken
+        The ids among a batch that are already used where the documents go (e.g.
+        ``Index.taken``); asked every :data:`TAKEN_BATCH` records, so that a document that
+        would collide is reported at its line before anything is encoded.
 
     Raises
     ------
     InputError
-        Malformed line, missing id or text, duplicate id, empty text, invalid UTF-8, or a
-        corpus without a single valid document.
+        Malformed line, missing id or text, duplicate id, an id already taken, empty text,
+        invalid UTF-8, or a corpus without a single valid document.
 
     Examples
     --------
@@ -128,7 +133,11 @@ def read_corpus(
     else:
         name = _ITERABLE
         raws = _iterable_records(source)
-    return _validated(raws, name, skip_bad, report if report is not None else SkipReport())
+    report = report if report is not None else SkipReport()
+    documents = _validated(raws, name, skip_bad, report)
+    if taken is None:
+        return (doc for doc, _ in documents)
+    return _untaken(documents, taken, skip_bad, report)
 
 
 def count_records(path: Path, format: CorpusFormat = "auto") -> int:
@@ -159,7 +168,9 @@ def peek(documents: Iterable[Document], n: int) -> tuple[list[Document], Iterato
     return head, chain(head, it)
 
 
-def _validated(raws: Iterator[_Raw], name: str, skip_bad: bool, report: SkipReport) -> Iterator[Document]:
+def _validated(
+    raws: Iterator[_Raw], name: str, skip_bad: bool, report: SkipReport
+) -> Iterator[tuple[Document, _Record]]:
     seen: set[str] = set()
     for raw in raws:
         try:
@@ -174,9 +185,30 @@ def _validated(raws: Iterator[_Raw], name: str, skip_bad: bool, report: SkipRepo
             report.skipped.append(err)
             continue
         seen.add(doc.id)
-        yield doc
+        yield doc, raw
     if not seen:
         raise InputError(name, None, "corpus is empty: no valid document")
+
+
+TAKEN_BATCH = 1024
+
+
+def _untaken(
+    documents: Iterator[tuple[Document, _Record]],
+    taken: Callable[[Sequence[str]], Collection[str]],
+    skip_bad: bool,
+    report: SkipReport,
+) -> Iterator[Document]:
+    while batch := list(islice(documents, TAKEN_BATCH)):
+        used = set(taken([doc.id for doc, _ in batch]))
+        for doc, raw in batch:
+            if doc.id not in used:
+                yield doc
+                continue
+            err = InputError(raw.source, raw.line, f"document id {doc.id!r} is already in the index")
+            if not skip_bad:
+                raise err
+            report.skipped.append(err)
 
 
 def _to_document(raw: _Record) -> Document:

@@ -26,11 +26,12 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from densa.chunk.chunker import ChunkConfig
 from densa.encode.config import CALIBRATION_TEXTS, Backend, EncoderConfig
 from densa.encode.encoder import Encoder
-from densa.errors import ConflictError, DensaError
+from densa.errors import ConflictError, DensaError, NotFoundError
 from densa.index.channels import registry
 from densa.index.channels.base import BuildJob, Channel, ChannelKind, OpenOptions
 from densa.index.channels.bm25 import BM25Config
 from densa.index.channels.dense import DenseChannel, DenseKind
+from densa.index.engines.base import ENGINES_DIR
 from densa.index.leases import acquire
 from densa.index.manifest import MANIFEST, SEGMENTS_DIR, ChannelRecord, Manifest, check_channel_name
 from densa.index.merge import MergePolicy
@@ -42,6 +43,7 @@ from densa.index.writer import (
     SegmentSource,
     chunker_for,
     commit,
+    copy_channel_parts,
     delete_documents,
     dir_bytes,
     merge_segments,
@@ -395,6 +397,11 @@ class Index:
         """The live document with this id, or ``None``."""
         return self.snapshot.get(doc_id)
 
+    def taken(self, ids: Sequence[str]) -> set[str]:
+        """The ids among ``ids`` of live documents (``read_corpus(..., taken=index.taken)``
+        reports a colliding document at its input line, before anything is encoded)."""
+        return set(self.snapshot.locate(ids))
+
     def check(self) -> dict[str, Any]:
         """Open every channel's part in every segment (each checks its size against the
         segment's documents or passages, raising :class:`DensaError` on a mismatch) and return
@@ -567,6 +574,28 @@ class Index:
         )
         return updated
 
+    def copy_channel(
+        self, source: str, name: str, vectors: VectorIndexConfig, *, progress: bool = False
+    ) -> Index:
+        """Add channel ``name``: dense channel ``source``'s vectors, read back from its parts (not
+        re-encoded), kept in another FAISS kind or in an engine (``densa export``); the same
+        encoder searches both. Returns the updated index."""
+        check_channel_name(name)
+        kind = self.dense_kind(source).with_vectors(vectors)
+        record = ChannelRecord("dense", kind.settings())
+        with (
+            self._writing() as (current, _),
+            _progress_bar(progress, f"copying {source} to {name}", self.manifest.documents) as bar,
+        ):
+            if name in current.channels:
+                raise ConflictError(f"{self.path} already has a channel named {name!r}")
+            if source not in current.channels:
+                raise NotFoundError(f"{self.path} has no channel named {source!r}")
+            stats = copy_channel_parts(self.path, current, source, name, kind, progress=bar)
+            segments = tuple(replace(s, parts={**s.parts, name: stats[s.name]}) for s in current.segments)
+            commit(self.path, current.evolve(channels={**current.channels, name: record}, segments=segments))
+        return self._reopen({**self.snapshot.kinds, name: kind}, {**self.channels, name: record})
+
 
 # ------------------------------------------------------------------------ helpers
 class _Peekable:
@@ -594,7 +623,13 @@ def _check_target(path: Path, overwrite: bool) -> None:
         raise DensaError(
             f"an index already exists at {path}; pass overwrite=True (--overwrite) to replace it"
         )
-    leftovers = {BUILD_DIR, LOCK_FILE, "segments", "commits"}  # an interrupted build leaves these
+    leftovers = {
+        BUILD_DIR,
+        LOCK_FILE,
+        SEGMENTS_DIR,
+        "commits",
+        ENGINES_DIR,
+    }  # an interrupted build leaves these
     if (
         path.exists()
         and not (path / MANIFEST).exists()
@@ -610,7 +645,8 @@ def _resolve_kinds(
     previous: Mapping[str, ChannelRecord] | None,
 ) -> dict[str, ChannelKind]:
     """A kind per channel: the already loaded one when its record is unchanged (keeps its
-    loaded model), else rebuilt from the manifest."""
+    loaded model), else rebuilt from the manifest; ``options.encoder`` and ``options.model``
+    serve the default dense channel and every other dense channel of the same model."""
     default = _default_dense(records)
     if options.encoder is not None and default is None:
         raise DensaError("an encoder was given but the index has no dense channel")
@@ -619,9 +655,24 @@ def _resolve_kinds(
         if name in known and (previous is None or previous.get(name) == record):
             out[name] = known[name]
             continue
-        mine = options if name == default else replace(options, encoder=None, model=None)
+        # a given encoder (or model folder) serves every dense channel of the default's model
+        mine = (
+            options if _same_model(record, records, default) else replace(options, encoder=None, model=None)
+        )
         out[name] = registry.get(record.kind).from_settings(record.settings, mine)
     return out
+
+
+def _same_model(record: ChannelRecord, records: Mapping[str, ChannelRecord], default: str | None) -> bool:
+    def model(r: ChannelRecord) -> Any:
+        encoder = r.settings.get("encoder") if r.kind == "dense" else None
+        return (
+            (encoder.get("fingerprint"), encoder.get("query_fingerprint"))
+            if isinstance(encoder, dict)
+            else None
+        )
+
+    return default is not None and model(record) is not None and model(record) == model(records[default])
 
 
 def _runners(

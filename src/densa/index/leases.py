@@ -17,10 +17,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 from pathlib import Path
 
 from densa.errors import DensaError, IndexDamagedError
+from densa.index.engines.base import referenced_collections, remove_folder, sweep_embedded
 from densa.index.manifest import COMMITS_DIR, MANIFEST, SEGMENTS_DIR, Manifest, commit_name
 
 __all__ = ["Lease", "acquire", "collect_garbage"]
@@ -97,11 +97,12 @@ def collect_garbage(index_dir: Path, current: Manifest | None) -> None:
     segments = index_dir / SEGMENTS_DIR
     for folder in sorted(segments.iterdir()) if segments.is_dir() else []:
         if folder.name not in keep:
-            shutil.rmtree(folder, ignore_errors=True)
+            remove_folder(folder)  # with the engine collections of its parts
             continue
         for tombstone in folder.glob("deletes-*.npy"):
             if f"{folder.name}/{tombstone.name}" not in keep:
                 tombstone.unlink(missing_ok=True)
+    sweep_embedded(index_dir, referenced_collections(index_dir))
     for path, fd in stale:
         path.unlink(missing_ok=True)
         os.close(fd)

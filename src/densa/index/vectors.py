@@ -73,6 +73,11 @@ class VectorIndexConfig:
         Qdrant segments under its ``indexing_threshold``: a small exact search costs about as
         much as a graph walk, and IVF/PQ cannot be trained on a few vectors. A build and
         ``densa optimize`` always make ``kind``.
+    engine
+        Keep the vectors in an external engine instead of FAISS files (see
+        :mod:`densa.index.engines`): ``qdrant`` or ``milvus`` embedded in the index folder, or
+        ``qdrant+http://HOST:6333`` / ``milvus://HOST:19530`` for a server; ``kind`` and its
+        parameters then choose the engine's own index.
     """
 
     kind: IndexKind = "flat"
@@ -84,6 +89,7 @@ class VectorIndexConfig:
     pq_m: int | None = None
     rescore: int = 10
     exact_below: int = 20_000
+    engine: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in get_args(IndexKind):
@@ -94,9 +100,18 @@ class VectorIndexConfig:
             raise ConfigError("nlist and pq_m must be positive")
         if self.exact_below < 0:
             raise ConfigError("exact_below must be >= 0")
+        if self.engine is not None:
+            from densa.index.engines.base import EngineLocation, check_kind
+
+            location = EngineLocation.parse(self.engine)
+            check_kind(location, self.kind)
+            object.__setattr__(self, "engine", str(location))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if self.engine is None:  # as before engines: the manifests of FAISS channels are unchanged
+            del out["engine"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VectorIndexConfig:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -33,6 +32,7 @@ from densa._version import __version__
 from densa.chunk.chunker import ChunkConfig, Chunker
 from densa.errors import ConflictError, DensaError, NotFoundError
 from densa.index.channels.base import BoolArray, BuildJob, ChannelKind, MergeableKind, TokenizingKind
+from densa.index.engines.base import remove_folder
 from densa.index.leases import collect_garbage
 from densa.index.manifest import (
     COMMITS_DIR,
@@ -198,7 +198,7 @@ def write_segment(
         _fsync_tree(folder)
     except BaseException:
         store.abort()
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_folder(folder)
         raise
     return _record(folder, source.first_row, source.first_passage, rows, passages, parts)
 
@@ -257,7 +257,7 @@ def write_channel_parts(
     try:
         for record in manifest.segments:
             folder = path / SEGMENTS_DIR / record.name / name
-            shutil.rmtree(folder, ignore_errors=True)  # a killed add-channel's leftovers
+            remove_folder(folder)  # a killed add-channel's leftovers
             written.append(folder)
             writer = kind.part_writer(folder, jobs(f"{name}-{record.name}"))
             store = readers[record.name].store
@@ -269,7 +269,42 @@ def write_channel_parts(
             _fsync_tree(folder)
     except BaseException:
         for folder in written:
-            shutil.rmtree(folder, ignore_errors=True)
+            remove_folder(folder)
+        raise
+    return stats
+
+
+def copy_channel_parts(
+    path: Path,
+    manifest: Manifest,
+    source: str,
+    name: str,
+    kind: MergeableKind,
+    progress: Progress | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Write channel ``name``'s part into every segment of ``manifest`` from channel
+    ``source``'s stored form (every unit, deleted ones too), through ``kind.merge_parts``: no
+    re-encoding; returns each part's stats (``truncated`` carried over from ``source``)."""
+    written: list[Path] = []
+    stats: dict[str, dict[str, Any]] = {}
+    try:
+        for record in manifest.segments:
+            folder = path / SEGMENTS_DIR / record.name
+            remove_folder(folder / name)  # a killed copy's leftovers
+            written.append(folder / name)
+            units = record.passages if getattr(kind, "unit", "passage") == "passage" else record.rows
+            stats[record.name] = kind.merge_parts(
+                [(folder / source, np.ones(units, bool))], folder / name, True
+            )
+            truncated = int(record.parts.get(source, {}).get("truncated", 0))
+            if truncated:
+                stats[record.name]["truncated"] = truncated
+            _fsync_tree(folder / name)
+            if progress is not None:
+                progress(record.rows)
+    except BaseException:
+        for folder in written:
+            remove_folder(folder)
         raise
     return stats
 
@@ -387,7 +422,7 @@ def merge_segments(
         _fsync_tree(folder)
     except BaseException:
         store.abort()
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_folder(folder)
         raise
     merged_record = _record(folder, current.next_row, current.next_passage, rows, passages, parts)
     return current.evolve(

@@ -11,6 +11,7 @@ validation               422     the request does not match the schema
 ``IndexMismatchError``   409     a model other than the index's
 too large                413     a body over the limit (bytes actually read)
 ``IndexDamagedError``    500     an index file missing or damaged (details in the log)
+``EngineError``          503     the external vector engine failed (details in the log)
 anything else            500     a bug (details in the log)
 =======================  ======  ===================================================
 
@@ -33,6 +34,7 @@ from densa.errors import (
     ConfigError,
     ConflictError,
     DensaError,
+    EngineError,
     IndexDamagedError,
     IndexMismatchError,
     InputError,
@@ -51,6 +53,7 @@ STATUS: tuple[tuple[type[DensaError], int, str], ...] = (
     (ConfigError, 422, "invalid_option"),
     (InputError, 422, "invalid_input"),
     (IndexDamagedError, 500, "index_damaged"),
+    (EngineError, 503, "engine_unavailable"),
     (DensaError, 400, "bad_request"),
 )
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[^\s/:'\"]+/)+[^\s:'\",)]*")
@@ -77,6 +80,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (413, "Body too large"),
         (422, "Invalid request"),
         (500, "Server error (index damaged, or a bug); details in the server log"),
+        (503, "The vector engine failed; details in the server log"),
     )
 }
 
@@ -100,7 +104,10 @@ def scrub(message: str, index: Path) -> str:
 def error_body(exc: DensaError, index: Path) -> tuple[int, dict[str, Any]]:
     """The status and body answering ``exc``; a damaged index is logged, not described."""
     status, name = status_of(exc)
-    if status >= 500:
+    if status == 503:
+        _LOG.error("engine error: %s", exc)
+        detail = "the vector engine failed; the server log says how"
+    elif status >= 500:
         _LOG.error("index error: %s", exc)
         detail = "the index is damaged or incomplete; the server log says which file"
     else:

@@ -35,6 +35,7 @@ from densa.index.channels.base import (
     top_k_with_ties,
 )
 from densa.index.encoding import BatchRunner, Done, LocalRunner, Pending
+from densa.index.engines.base import EXTERNAL, EngineLocation, EnginePart, write_engine_part
 from densa.index.shards import ShardCache, batch_digest
 from densa.index.vectors import VectorIndex, VectorIndexConfig
 from densa.types import Document
@@ -205,8 +206,19 @@ class DenseKind:
     def part_writer(self, folder: Path, job: BuildJob) -> DenseWriter:
         return DenseWriter(self, folder, job)
 
+    @staticmethod
+    def load_part(folder: Path) -> VectorIndex | EnginePart:
+        """One segment's part: FAISS files, or a collection of an engine (``external.json``)."""
+        return EnginePart.load(folder) if (folder / EXTERNAL).is_file() else VectorIndex.load(folder)
+
+    def with_vectors(self, vectors: VectorIndexConfig) -> DenseKind:
+        """The same encoder (loaded models shared) with its vectors kept in another kind or engine."""
+        other = DenseKind(self.spec, vectors, self._encoder, self._options, self.config)
+        other._queries = self._queries or other._queries
+        return other
+
     def open(self, segments: Sequence[SegmentView], name: str) -> DenseSearch:
-        parts = [v.cached(f"{name}:vectors", partial(VectorIndex.load, v.folder / name)) for v in segments]
+        parts = [v.cached(f"{name}:vectors", partial(self.load_part, v.folder / name)) for v in segments]
         for view, part in zip(segments, parts, strict=True):
             if len(part) != view.passages:
                 raise IndexDamagedError(
@@ -217,7 +229,7 @@ class DenseKind:
     def merge_parts(
         self, sources: Sequence[tuple[Path, BoolArray]], folder: Path, bulk: bool
     ) -> dict[str, Any]:
-        kept = [VectorIndex.load(path).reconstruct(np.flatnonzero(keep)) for path, keep in sources]
+        kept = [self.load_part(path).reconstruct(np.flatnonzero(keep)) for path, keep in sources]
         vectors = np.concatenate(kept) if kept else np.zeros((0, self.spec.dim), np.float32)
         return self.write_vectors(vectors, folder, bulk=bulk, truncated=0)
 
@@ -228,6 +240,9 @@ class DenseKind:
         config = self.vectors
         if not bulk and len(vectors) < config.exact_below:
             config = replace(config, kind="flat")
+        if config.engine is not None:
+            written = write_engine_part(EngineLocation.parse(config.engine), vectors, folder, config)
+            return {"bytes": written, "vector_codes": 0, "kind": config.kind, "truncated": truncated}
         index = VectorIndex.build(vectors, config)
         written = index.save(folder)
         return {
@@ -290,7 +305,7 @@ class DenseSearch:
     """Dense search over one snapshot's segments: encode once, search each part, merge."""
 
     def __init__(
-        self, kind: DenseKind, segments: Sequence[SegmentView], parts: Sequence[VectorIndex]
+        self, kind: DenseKind, segments: Sequence[SegmentView], parts: Sequence[VectorIndex | EnginePart]
     ) -> None:
         self.kind = kind
         self._segments = segments

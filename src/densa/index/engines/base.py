@@ -1,0 +1,336 @@
+"""A dense channel's vectors in an external vector engine instead of a FAISS file.
+
+Every segment's part of such a channel is one collection of the engine (named
+``densa_<random>``, point id = the segment's local passage number); the part folder holds only
+``external.json``, which names the engine and the collection. The rest of densa is unchanged:
+segments stay immutable (a collection is written once, before the manifest that lists it is
+committed, so the manifest is the commit token: a failed or killed write leaves a collection
+that no manifest names, dropped by the next garbage collection); deletes are densa's tombstones,
+pushed into the engine as point-id filters; merges read the kept vectors back from the engine
+and write a new collection; the document store, BM25 and every other channel stay in the index
+folder.
+
+An engine is named by a location string (:meth:`EngineLocation.parse`):
+
+* ``qdrant`` / ``milvus``: embedded (Qdrant local mode, milvus-lite), stored in
+  ``INDEX/engines/<name>/``. Embedded engines serve one process at a time.
+* ``qdrant+http://host:6333`` / ``milvus://host:19530`` (or ``milvus+https://...``): a server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from densa.errors import ConfigError, EngineError, IndexDamagedError
+from densa.index.manifest import SEGMENTS_DIR
+from densa.index.vectors import VectorIndexConfig
+
+__all__ = [
+    "ENGINES_DIR",
+    "EXTERNAL",
+    "EngineLocation",
+    "EnginePart",
+    "VectorEngine",
+    "close_all",
+    "connect",
+    "remove_folder",
+    "write_engine_part",
+]
+
+EXTERNAL = "external.json"  # in a part folder: the part's vectors live in an engine
+ENGINES_DIR = "engines"  # in an index folder: the embedded engines' storage
+_BATCH = 1024  # points a call when writing or reading vectors back
+_LOG = logging.getLogger("densa.index")
+
+Vectors = npt.NDArray[np.float32]
+Rows = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class EngineLocation:
+    """Which engine, and where: ``server`` is ``None`` for the embedded one.
+
+    Examples
+    --------
+    >>> EngineLocation.parse("qdrant+http://localhost:6333")
+    EngineLocation(name='qdrant', server='http://localhost:6333')
+    >>> str(EngineLocation.parse("milvus"))
+    'milvus'
+    """
+
+    name: str
+    server: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> EngineLocation:
+        text = text.strip()
+        name, _, rest = text.partition("+")
+        if not rest and "://" in text:  # milvus://host:port
+            name, _, address = text.partition("://")
+            rest = f"http://{address}"
+        if name not in _ENGINES:
+            raise ConfigError(
+                f"unknown engine {text!r}: use one of {sorted(_ENGINES)}, embedded, or NAME+URL "
+                "of a server (e.g. qdrant+http://localhost:6333, milvus://localhost:19530)"
+            )
+        if rest and not rest.startswith(("http://", "https://")):
+            raise ConfigError(f"engine {text!r}: the server must be an http(s):// URL")
+        return cls(name, rest or None)
+
+    def __str__(self) -> str:
+        return self.name if self.server is None else f"{self.name}+{self.server}"
+
+    def storage(self, index_dir: Path) -> Path:
+        """The embedded engine's folder inside ``index_dir``."""
+        return index_dir / ENGINES_DIR / self.name
+
+
+class VectorEngine(Protocol):
+    """What densa needs from an engine: one collection per part, points ``0 .. n-1``."""
+
+    def create(self, collection: str, dim: int, config: VectorIndexConfig, rows: int) -> None:
+        """A new empty collection for ``rows`` vectors, indexed as ``config.kind`` asks (inner
+        product)."""
+        ...
+
+    def insert(self, collection: str, first: int, vectors: Vectors) -> None:
+        """Points ``first .. first + len(vectors) - 1``; durable when this returns."""
+        ...
+
+    def count(self, collection: str) -> int: ...
+
+    def search(
+        self,
+        collection: str,
+        queries: Vectors,
+        k: int,
+        ids: Rows | None,
+        exclude: bool,
+        config: VectorIndexConfig,
+    ) -> tuple[Vectors, Rows]:
+        """Top-``k`` ``(scores, ids)`` per query, padded with ``-1``; ``ids`` (if given) are the
+        only points allowed, or with ``exclude`` the points not allowed."""
+        ...
+
+    def vectors(self, collection: str, ids: Rows) -> Vectors:
+        """The stored vectors of ``ids``, in that order."""
+        ...
+
+    def drop(self, collection: str) -> None:
+        """Remove the collection (no error if it is not there)."""
+        ...
+
+    def collections(self) -> list[str]: ...
+
+    def close(self) -> None: ...
+
+
+#: engine name -> the module of its client (imported on first use), and the kinds it builds
+_ENGINES = {"qdrant": "densa.index.engines.qdrant", "milvus": "densa.index.engines.milvus"}
+KINDS = {
+    "qdrant": ("flat", "hnsw", "hnsw-sq8", "binary"),  # Qdrant has no IVF index
+    "milvus": ("flat", "hnsw", "hnsw-sq8", "ivf-flat", "ivf-sq8", "ivf-pq"),  # binary: another field type
+}
+
+
+def check_kind(location: EngineLocation, kind: str) -> None:
+    """Raise :class:`ConfigError` if the engine cannot build ``kind``."""
+    if kind not in KINDS[location.name]:
+        raise ConfigError(f"{location.name} has no {kind!r} index here: use one of {KINDS[location.name]}")
+
+
+_CLIENTS: dict[tuple[str, str], VectorEngine] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def connect(location: EngineLocation, index_dir: Path) -> VectorEngine:
+    """The process's client of ``location`` (embedded: for ``index_dir``), opened once."""
+    import importlib
+
+    key = (location.name, location.server or str(location.storage(index_dir).resolve()))
+    with _CLIENTS_LOCK:
+        if key not in _CLIENTS:
+            module = importlib.import_module(_ENGINES[location.name])
+            with failures(location, "connect"):
+                if location.server is None:
+                    location.storage(index_dir).mkdir(parents=True, exist_ok=True)
+                _CLIENTS[key] = module.open_engine(location, location.storage(index_dir))
+        return _CLIENTS[key]
+
+
+def close_all() -> None:
+    """Close every engine client this process opened (embedded engines release their files)."""
+    with _CLIENTS_LOCK:
+        clients = list(_CLIENTS.values())
+        _CLIENTS.clear()
+    for client in clients:
+        client.close()
+
+
+@contextmanager
+def failures(location: EngineLocation, action: str) -> Iterator[None]:
+    """Any error of the engine's client becomes an :class:`EngineError` naming the engine."""
+    try:
+        yield
+    except (EngineError, ConfigError):
+        raise
+    except Exception as exc:  # the clients raise their own error types (gRPC, HTTP, RuntimeError)
+        where = location.server or "embedded"
+        raise EngineError(f"{location.name} ({where}): {action} failed: {exc}") from exc
+
+
+def index_dir_of(part: Path) -> Path:
+    """The index folder of a part folder ``INDEX/segments/seg-N/CHANNEL``."""
+    if part.parent.parent.name != SEGMENTS_DIR:
+        raise ValueError(f"{part} is not a part folder of an index")
+    return part.parent.parent.parent
+
+
+def write_engine_part(
+    location: EngineLocation, vectors: Vectors, folder: Path, config: VectorIndexConfig
+) -> int:
+    """Write ``vectors`` (row i = local passage i) as a new collection of the engine and the
+    part's ``external.json``; returns the bytes written to the folder. On failure the
+    collection is dropped again and an :class:`EngineError` raised."""
+    engine = connect(location, index_dir_of(folder))
+    collection = f"densa_{uuid.uuid4().hex}"
+    n, dim = vectors.shape
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "engine": str(location),
+        "collection": collection,
+        "rows": n,
+        "dim": dim,
+        "config": config.to_dict(),
+    }
+    (folder / EXTERNAL).write_text(json.dumps(meta), encoding="utf-8")  # first: a kill leaves a trace
+    try:
+        with failures(location, f"writing collection {collection}"):
+            engine.create(collection, dim, config, n)
+            for start in range(0, n, _BATCH):
+                engine.insert(collection, start, np.ascontiguousarray(vectors[start : start + _BATCH]))
+            stored = engine.count(collection)
+        if stored != n:
+            raise EngineError(
+                f"{location}: collection {collection} holds {stored} of the {n} vectors written"
+            )
+    except BaseException:
+        with failures(location, f"dropping collection {collection}"):
+            engine.drop(collection)
+        raise
+    return (folder / EXTERNAL).stat().st_size
+
+
+class EnginePart:
+    """One segment's part in an engine, searched like a :class:`~densa.index.VectorIndex`."""
+
+    def __init__(self, location: EngineLocation, engine: VectorEngine, meta: dict[str, Any]) -> None:
+        self.location = location
+        self.engine = engine
+        self.collection: str = meta["collection"]
+        self.config = VectorIndexConfig.from_dict(meta["config"])
+        self._rows = int(meta["rows"])
+        self.dim = int(meta["dim"])
+
+    @classmethod
+    def load(cls, folder: Path) -> EnginePart:
+        try:
+            meta = json.loads((folder / EXTERNAL).read_text(encoding="utf-8"))
+            location = EngineLocation.parse(meta["engine"])
+        except (OSError, ValueError, KeyError, ConfigError) as exc:
+            raise IndexDamagedError(f"{folder / EXTERNAL}: missing or damaged ({exc})") from None
+        return cls(location, connect(location, index_dir_of(folder)), meta)
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def memory_bytes(self) -> int:
+        """Bytes densa holds for this part (none: the engine holds the vectors)."""
+        return 0
+
+    def search(
+        self, queries: Vectors, k: int, allowed: npt.NDArray[np.bool_] | None = None
+    ) -> tuple[Vectors, Rows]:
+        """As :meth:`VectorIndex.search`; a mask goes to the engine as a point-id filter (the
+        shorter of the allowed and the rejected ids)."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        empty = np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        n = self._rows
+        if not n or not len(queries):
+            return empty
+        ids, exclude = None, False
+        if allowed is not None:
+            count = int(np.count_nonzero(allowed))
+            if not count:
+                return empty
+            if count < n:
+                exclude = count > n - count
+                ids = np.flatnonzero(~allowed if exclude else allowed).astype(np.int64)
+            k = min(k, count)
+        with failures(self.location, f"searching collection {self.collection}"):
+            return self.engine.search(self.collection, queries, min(k, n), ids, exclude, self.config)
+
+    def reconstruct(self, rows: Rows) -> Vectors:
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.zeros((len(rows), self.dim), np.float32)
+        with failures(self.location, f"reading collection {self.collection}"):
+            for start in range(0, len(rows), _BATCH):
+                out[start : start + _BATCH] = self.engine.vectors(
+                    self.collection, rows[start : start + _BATCH]
+                )
+        return out
+
+
+def remove_folder(folder: Path) -> None:
+    """Remove a segment folder or a part folder, after dropping the engine collections its
+    parts name (errors dropping them are left to :func:`sweep_embedded`, or to the server's
+    operator: the folder goes either way)."""
+    markers = [folder / EXTERNAL] if (folder / EXTERNAL).is_file() else sorted(folder.glob(f"*/{EXTERNAL}"))
+    for marker in markers:
+        try:
+            meta = json.loads(marker.read_text(encoding="utf-8"))
+            location = EngineLocation.parse(meta["engine"])
+            engine = connect(location, index_dir_of(marker.parent))
+            with failures(location, f"dropping collection {meta['collection']}"):
+                engine.drop(meta["collection"])
+        except (OSError, ValueError, KeyError, ConfigError, EngineError) as exc:
+            _LOG.warning("%s: %s", marker, exc)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def sweep_embedded(index_dir: Path, referenced: set[str]) -> None:
+    """Drop the collections of the index's embedded engines that no part folder names (left by
+    a killed writer). Only for embedded engines: a server's collections may belong to others."""
+    root = index_dir / ENGINES_DIR
+    if not root.is_dir():
+        return
+    for storage in sorted(p for p in root.iterdir() if p.is_dir() and p.name in _ENGINES):
+        location = EngineLocation(storage.name)
+        engine = connect(location, index_dir)
+        with failures(location, "listing collections"):
+            for name in engine.collections():
+                if name.startswith("densa_") and name not in referenced:
+                    engine.drop(name)
+
+
+def referenced_collections(index_dir: Path) -> set[str]:
+    """The collections named by the part folders under ``index_dir/segments``."""
+    out = set()
+    for marker in (index_dir / SEGMENTS_DIR).glob(f"*/*/{EXTERNAL}"):
+        try:
+            out.add(json.loads(marker.read_text(encoding="utf-8"))["collection"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return out

@@ -1,0 +1,138 @@
+"""Dense channels kept in real engines (Qdrant local mode, milvus-lite): the same results as
+FAISS through adds, deletes, merges and filters; failed writes leave the last commit; old
+collections are dropped with their segments."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from densa.errors import ConfigError, EngineError
+from densa.index import Index, VectorIndexConfig
+from densa.index.engines import EngineLocation, close_all, connect
+from densa.search import SearchConfig, Searcher
+from tests.helpers import HashingEncoder
+from tests.index.test_segments import BASE, SEQUENCES, _apply, _assert_same, _results
+
+pytest.importorskip("qdrant_client")
+pytest.importorskip("pymilvus")
+
+ENGINES = ["qdrant", "milvus"]
+ROOT = Path(__file__).parents[3]
+
+
+@pytest.fixture(autouse=True)
+def _close_engines() -> Iterator[None]:
+    yield
+    close_all()  # embedded engines hold their storage until closed
+
+
+def _collections(index: Index, engine: str) -> set[str]:
+    return set(connect(EngineLocation(engine), index.path).collections())
+
+
+@pytest.mark.parametrize("sequence", ["add-delete-add", "delete-then-optimize"])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_engine_channel_through_updates_equals_a_fresh_faiss_build(
+    tmp_path: Path, engine: str, sequence: str
+) -> None:
+    encoder = HashingEncoder(jitter=True)  # no exact ties: engines sum floats in their own order
+    vectors = VectorIndexConfig(kind="hnsw", engine=engine, exact_below=0)
+    built = Index.build(BASE, tmp_path / "engine", encoder=encoder, batch_size=7, vectors=vectors)
+    updated, live = _apply(built, SEQUENCES[sequence])
+    fresh = Index.build(random.Random(0).sample(live, len(live)), tmp_path / "faiss", encoder=encoder)
+    _assert_same(_results(updated), _results(fresh))  # filters and tombstones pushed into the engine
+    referenced = {
+        (updated.path / "segments" / s.name / "dense" / "external.json").read_text()
+        for s in updated.manifest.segments
+    }
+    assert len(referenced) == len(updated.manifest.segments)
+    updated = updated.delete([live[0].id])  # a commit with no older reader left: collects the rest
+    assert len(_collections(updated, engine)) == len(updated.manifest.segments)  # merged-away ones dropped
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_export_copies_vectors_into_the_engine_without_re_encoding(tmp_path: Path, engine: str) -> None:
+    encoder = HashingEncoder(jitter=True)
+    index = Index.build(BASE, tmp_path / "idx", encoder=encoder)
+    encoded = encoder.encoded_documents
+    index = index.copy_channel("dense", engine, VectorIndexConfig(kind="flat", engine=engine))
+    assert encoder.encoded_documents == encoded
+    assert index.channels[engine].settings["vectors"]["engine"] == engine
+    queries = ["heart attack", "python code", "lava ash"]
+    for where in (None, {"topic": "b"}):
+        faiss = Searcher(index, SearchConfig(mode="dense")).hits(queries, 10, filter=where)
+        moved = Searcher(index, SearchConfig(mode=engine)).hits(queries, 10, filter=where)
+        assert [[h.doc_id for h in hs] for hs in moved] == [[h.doc_id for h in hs] for hs in faiss]
+        assert all(
+            abs(a.score - b.score) < 1e-5
+            for x, y in zip(moved, faiss, strict=True)
+            for a, b in zip(x, y, strict=True)
+        )
+    reopened = Index.open(index.path, encoder=encoder)
+    assert len(Searcher(reopened, SearchConfig(mode=f"{engine}+bm25")).hits(queries, 5)[0]) == 5
+
+
+def test_a_failed_engine_write_leaves_the_last_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoder = HashingEncoder(jitter=True)
+    index = Index.build(BASE, tmp_path / "idx", encoder=encoder, vectors=VectorIndexConfig(engine="qdrant"))
+    before = index.manifest.generation
+    collections = _collections(index, "qdrant")
+    engine = connect(EngineLocation("qdrant"), index.path)
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(engine, "insert", broken)
+    with pytest.raises(
+        EngineError, match=r"qdrant \(embedded\): writing collection densa_\w+ failed: disk full"
+    ):
+        index.add([BASE[0].__class__("new", "a new document about heart attacks")])
+    monkeypatch.undo()
+    reopened = Index.open(index.path, encoder=encoder)
+    assert reopened.manifest.generation == before and reopened.get("new") is None
+    assert _collections(reopened, "qdrant") == collections  # the half-written one was dropped
+    assert Searcher(reopened, SearchConfig(mode="dense")).hits(["heart attack"], 3)[0]
+
+
+def test_engine_locations_and_kinds_are_checked() -> None:
+    assert str(EngineLocation.parse("milvus://db.example:19530")) == "milvus+http://db.example:19530"
+    assert EngineLocation.parse("qdrant+https://q.example").server == "https://q.example"
+    with pytest.raises(ConfigError, match="unknown engine 'weaviate'"):
+        EngineLocation.parse("weaviate")
+    with pytest.raises(ConfigError, match="must be an http"):
+        EngineLocation.parse("qdrant+ftp://x")
+    with pytest.raises(ConfigError, match="qdrant has no 'ivf-flat' index"):
+        VectorIndexConfig(kind="ivf-flat", engine="qdrant")
+    with pytest.raises(ConfigError, match="milvus has no 'binary' index"):
+        VectorIndexConfig(kind="binary", engine="milvus")
+    assert "engine" not in VectorIndexConfig().to_dict()  # FAISS channels' manifests are unchanged
+
+
+def test_an_embedded_engine_open_in_another_process_is_a_clear_error(tmp_path: Path) -> None:
+    index = Index.build(
+        BASE, tmp_path / "idx", encoder=HashingEncoder(), vectors=VectorIndexConfig(engine="qdrant")
+    )
+    Searcher(index, SearchConfig(mode="dense")).hits(["heart"], 1)  # this process holds the storage
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[2])\n"
+        "from tests.helpers import HashingEncoder\n"
+        "from densa.errors import EngineError\n"
+        "from densa.index import Index\n"
+        "from densa.search import SearchConfig, Searcher\n"
+        "try:\n"
+        "    Searcher(Index.open(sys.argv[1], encoder=HashingEncoder()), SearchConfig()).hits(['heart'], 1)\n"
+        "except EngineError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(index.path), str(ROOT)], capture_output=True, text=True, timeout=120
+    )
+    assert "is open in another process: Qdrant's local mode serves one process at a time" in done.stdout
