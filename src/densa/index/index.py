@@ -660,6 +660,10 @@ def _resolve_kinds(
             options if _same_model(record, records, default) else replace(options, encoder=None, model=None)
         )
         out[name] = registry.get(record.kind).from_settings(record.settings, mine)
+    dense = [k for k in out.values() if isinstance(k, DenseKind)]
+    for i, kind in enumerate(dense):  # channels of one model load it once
+        for first in dense[:i]:
+            kind.share_models(first)
     return out
 
 

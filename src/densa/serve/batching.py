@@ -6,7 +6,9 @@ same search (config, k, filter, reranking); the group then runs as one ``Searche
 call: one forward pass of the query encoder for all its queries, one vector search, one
 document fetch. Requests run on a *lane*: searches that need a model (a dense channel or a
 reranker) share one lane, the others (BM25 alone) another, so a cheap request never waits
-behind the encoder.
+behind the encoder. A lane may have several worker threads: while one encodes its group (the
+encoder itself runs one batch at a time), another searches, fuses and fetches the previous
+one.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,9 +35,9 @@ class _Request:
 
 
 class _Lane:
-    """One worker thread and its queue."""
+    """Worker threads and their queue."""
 
-    def __init__(self, name: str, run: RunGroup, max_wait: float, max_queries: int) -> None:
+    def __init__(self, name: str, run: RunGroup, max_wait: float, max_queries: int, threads: int = 1) -> None:
         self._run = run
         self._max_wait = max_wait
         self._max_queries = max_queries
@@ -44,8 +46,12 @@ class _Lane:
         self._closed = False
         self.batches = 0
         self.queries = 0
-        self._thread = threading.Thread(target=self._loop, name=f"densa-batcher-{name}", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"densa-batcher-{name}-{i}", daemon=True)
+            for i in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, request: _Request) -> None:
         with self._ready:
@@ -85,8 +91,9 @@ class _Lane:
                 for request in group:
                     request.future.set_exception(exc)
                 continue
-            self.batches += 1
-            self.queries += len(texts)
+            with self._ready:
+                self.batches += 1
+                self.queries += len(texts)
             at = 0
             for request in group:
                 request.future.set_result(results[at : at + len(request.texts)])
@@ -96,7 +103,8 @@ class _Lane:
         with self._ready:
             self._closed = True
             self._ready.notify_all()
-        self._thread.join(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=5)
 
 
 class Batcher:
@@ -107,7 +115,7 @@ class Batcher:
     run
         Runs one group of same-key searches: ``run(key, texts)`` returns a result per text.
     lanes
-        The lanes' names; each gets one worker thread.
+        The lanes' names, each with its number of worker threads.
     max_wait
         Seconds a request waits for others to join its batch.
     max_queries
@@ -115,9 +123,11 @@ class Batcher:
     """
 
     def __init__(
-        self, run: RunGroup, lanes: Sequence[str], *, max_wait: float = 0.003, max_queries: int = 64
+        self, run: RunGroup, lanes: Mapping[str, int], *, max_wait: float = 0.003, max_queries: int = 64
     ) -> None:
-        self._lanes = {name: _Lane(name, run, max_wait, max_queries) for name in lanes}
+        self._lanes = {
+            name: _Lane(name, run, max_wait, max_queries, threads) for name, threads in lanes.items()
+        }
 
     def search(self, lane: str, key: Hashable, texts: list[str]) -> list[Any]:
         """Queue ``texts`` on ``lane`` and wait for their results (one per text)."""

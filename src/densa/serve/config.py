@@ -58,6 +58,9 @@ class ServeConfig:
     batch_wait_ms, max_batch
         Micro-batching: how long a search waits for others to share its batch, and how many
         queries one batch holds at most.
+    model_threads
+        Worker threads of the lane of searches that need a model: with 2, one thread encodes a
+        batch while the other searches and fetches the one before.
     """
 
     index: Path
@@ -74,6 +77,7 @@ class ServeConfig:
     backend: Backend | Literal["auto"] | None = "auto"
     batch_wait_ms: float = 3.0
     max_batch: int = 64
+    model_threads: int = 2
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -81,8 +85,8 @@ class ServeConfig:
         SearchConfig(rerank_weight=self.rerank_weight)  # its bound is checked where it is defined
         if self.max_query_chars < 1 or self.max_queries < 1 or self.max_body_bytes < 1024:
             raise ConfigError("request limits must be positive (body at least 1 KiB)")
-        if not 0 <= self.batch_wait_ms <= 1000 or self.max_batch < 1:
-            raise ConfigError("batch_wait_ms must be in [0, 1000] and max_batch positive")
+        if not 0 <= self.batch_wait_ms <= 1000 or self.max_batch < 1 or self.model_threads < 1:
+            raise ConfigError("batch_wait_ms must be in [0, 1000], max_batch and model_threads positive")
 
     @property
     def writes_need_key(self) -> bool:

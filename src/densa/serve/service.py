@@ -128,7 +128,7 @@ class IndexService:
         self._retired: list[Index] = []
         self._batcher = Batcher(
             self._run_batch,
-            ["model", "plain"],
+            {"model": self.config.model_threads, "plain": 1},
             max_wait=self.config.batch_wait_ms / 1000,
             max_queries=self.config.max_batch,
         )

@@ -125,7 +125,14 @@ class DenseKind:
         # an encoder given explicitly encodes queries too, unless another backend is asked for
         asked = self._options.backend
         self._queries: Encoder | None = encoder if asked in (None, "auto") else None
+        self._twin: DenseKind | None = None
         self.notes: list[str] = []
+
+    def share_models(self, twin: DenseKind) -> None:
+        """Use ``twin``'s encoders (loaded once for both) when it encodes exactly as this one
+        does: another channel of the same model, e.g. in another FAISS kind or an engine."""
+        if twin.spec == self.spec and twin._options == self._options and twin is not self:
+            self._twin = twin
 
     def settings(self) -> dict[str, Any]:
         return {"encoder": self.spec.to_dict(), "vectors": self.vectors.to_dict()}
@@ -134,7 +141,7 @@ class DenseKind:
     def encoder(self) -> Encoder:
         """The encoder of documents (on the backend the index was built with), loaded on first use."""
         if self._encoder is None:
-            self._encoder = self._load(self.spec.backend)
+            self._encoder = self._twin.encoder if self._twin is not None else self._load(self.spec.backend)
         return self._encoder
 
     @property
@@ -144,7 +151,10 @@ class DenseKind:
         document encoder when that is the same backend."""
         if self._queries is None:
             backend = query_backend(self.spec, self._options.backend)
-            self._queries = self.encoder if backend == self.spec.backend else self._load(backend)
+            if self._twin is not None:
+                self._queries = self._twin.query_encoder
+            else:
+                self._queries = self.encoder if backend == self.spec.backend else self._load(backend)
         return self._queries
 
     def _load(self, backend: Backend) -> Encoder:

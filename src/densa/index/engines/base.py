@@ -109,6 +109,11 @@ class VectorEngine(Protocol):
         """Points ``first .. first + len(vectors) - 1``; durable when this returns."""
         ...
 
+    def seal(self, collection: str) -> None:
+        """Every vector is written: make the collection read-optimised (Milvus: flush it into
+        sealed, indexed segments; searching unflushed growing segments is ~10x slower)."""
+        ...
+
     def count(self, collection: str) -> int: ...
 
     def search(
@@ -221,6 +226,7 @@ def write_engine_part(
             engine.create(collection, dim, config, n)
             for start in range(0, n, _BATCH):
                 engine.insert(collection, start, np.ascontiguousarray(vectors[start : start + _BATCH]))
+            engine.seal(collection)
             stored = engine.count(collection)
         if stored != n:
             raise EngineError(

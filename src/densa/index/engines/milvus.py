@@ -13,6 +13,7 @@ expression.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,9 @@ _TYPES = {
 
 
 def open_engine(location: EngineLocation, storage: Path) -> MilvusEngine:
+    # gRPC's C core logs keepalive chatter of milvus-lite ("too_many_pings") to stderr; errors
+    # still reach densa as exceptions. Set before pymilvus loads grpc; a user's setting wins.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     from pymilvus import MilvusClient
     from pymilvus.exceptions import ConnectionConfigException
 
@@ -85,6 +89,9 @@ class MilvusEngine:
     def insert(self, collection: str, first: int, vectors: Vectors) -> None:
         rows = [{"pid": first + i, "vector": v} for i, v in enumerate(vectors.tolist())]
         self._client.insert(collection, rows)
+
+    def seal(self, collection: str) -> None:
+        self._client.flush(collection)
 
     def count(self, collection: str) -> int:
         (answer,) = self._client.query(collection, filter="", output_fields=["count(*)"])

@@ -67,6 +67,9 @@ class QdrantEngine:
             collection, points=self._models.Batch(ids=ids, vectors=vectors.tolist()), wait=True
         )
 
+    def seal(self, collection: str) -> None:
+        pass  # upserts waited for (wait=True); the server indexes in the background
+
     def count(self, collection: str) -> int:
         return int(self._client.count(collection, exact=True).count)
 
