@@ -150,6 +150,14 @@ KINDS = {
 }
 
 
+def in_order(found: dict[int, Any], ids: Rows, collection: str) -> Vectors:
+    """The vectors ``found`` (point id -> vector) in the order of ``ids``; all must be there."""
+    missing = [int(i) for i in ids if int(i) not in found]
+    if missing:
+        raise KeyError(f"points {missing[:5]} are not in collection {collection}")
+    return np.asarray([found[int(i)] for i in ids], np.float32)
+
+
 def check_kind(location: EngineLocation, kind: str) -> None:
     """Raise :class:`ConfigError` if the engine cannot build ``kind``."""
     if kind not in KINDS[location.name]:

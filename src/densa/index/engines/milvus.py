@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from densa.errors import EngineError
-from densa.index.engines.base import EngineLocation, Rows, Vectors
+from densa.index.engines.base import EngineLocation, Rows, Vectors, in_order
 from densa.index.vectors import VectorIndexConfig
 
 __all__ = ["MilvusEngine", "open_engine"]
@@ -135,10 +135,7 @@ class MilvusEngine:
             int(r["pid"]): r["vector"]
             for r in self._client.get(collection, ids=ids.tolist(), output_fields=["vector"])
         }
-        missing = [int(i) for i in ids if int(i) not in found]
-        if missing:
-            raise KeyError(f"points {missing[:5]} are not in collection {collection}")
-        return np.asarray([found[int(i)] for i in ids], np.float32)
+        return in_order(found, ids, collection)
 
     def drop(self, collection: str) -> None:
         if self._client.has_collection(collection):

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from densa.errors import EngineError
-from densa.index.engines.base import EngineLocation, Rows, Vectors
+from densa.index.engines.base import EngineLocation, Rows, Vectors, in_order
 from densa.index.vectors import VectorIndexConfig
 
 __all__ = ["QdrantEngine", "open_engine"]
@@ -109,10 +109,7 @@ class QdrantEngine:
     def vectors(self, collection: str, ids: Rows) -> Vectors:
         points = self._client.retrieve(collection, ids=ids.tolist(), with_vectors=True, with_payload=False)
         found = {int(p.id): p.vector for p in points}
-        missing = [int(i) for i in ids if int(i) not in found]
-        if missing:
-            raise KeyError(f"points {missing[:5]} are not in collection {collection}")
-        return np.asarray([found[int(i)] for i in ids], np.float32)
+        return in_order(found, ids, collection)
 
     def drop(self, collection: str) -> None:
         if self._client.collection_exists(collection):
