@@ -661,9 +661,10 @@ def _resolve_kinds(
         )
         out[name] = registry.get(record.kind).from_settings(record.settings, mine)
     dense = [k for k in out.values() if isinstance(k, DenseKind)]
-    for i, kind in enumerate(dense):  # channels of one model load it once
+    for i, kind in enumerate(dense):  # channels of one model load it once, in the first of them
         for first in dense[:i]:
-            kind.share_models(first)
+            if kind.share_models(first):
+                break
     return out
 
 

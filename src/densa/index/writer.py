@@ -252,26 +252,17 @@ def write_channel_parts(
 ) -> dict[str, dict[str, Any]]:
     """Write channel ``name``'s part into every segment of ``manifest`` from the stored texts
     (all rows, deleted ones too, so that local ids stay aligned); returns each part's stats."""
-    written: list[Path] = []
-    stats: dict[str, dict[str, Any]] = {}
-    try:
-        for record in manifest.segments:
-            folder = path / SEGMENTS_DIR / record.name / name
-            remove_folder(folder)  # a killed add-channel's leftovers
-            written.append(folder)
-            writer = kind.part_writer(folder, jobs(f"{name}-{record.name}"))
-            store = readers[record.name].store
-            for docs, spans in _segment_batches(store, range(record.rows), batch_size):
-                writer.add(unit_texts(docs, spans, kind.unit), docs)
-                if progress is not None:
-                    progress(len(docs))
-            stats[record.name] = writer.finish()
-            _fsync_tree(folder)
-    except BaseException:
-        for folder in written:
-            remove_folder(folder)
-        raise
-    return stats
+
+    def write(record: SegmentRecord, folder: Path) -> dict[str, Any]:
+        writer = kind.part_writer(folder, jobs(f"{name}-{record.name}"))
+        store = readers[record.name].store
+        for docs, spans in _segment_batches(store, range(record.rows), batch_size):
+            writer.add(unit_texts(docs, spans, kind.unit), docs)
+            if progress is not None:
+                progress(len(docs))
+        return writer.finish()
+
+    return _each_part(path, manifest, name, write)
 
 
 def copy_channel_parts(
@@ -285,23 +276,34 @@ def copy_channel_parts(
     """Write channel ``name``'s part into every segment of ``manifest`` from channel
     ``source``'s stored form (every unit, deleted ones too), through ``kind.merge_parts``: no
     re-encoding; returns each part's stats (``truncated`` carried over from ``source``)."""
+
+    def write(record: SegmentRecord, folder: Path) -> dict[str, Any]:
+        units = record.passages if getattr(kind, "unit", "passage") == "passage" else record.rows
+        stats = kind.merge_parts([(folder.parent / source, np.ones(units, bool))], folder, True)
+        truncated = int(record.parts.get(source, {}).get("truncated", 0))
+        if truncated:
+            stats["truncated"] = truncated
+        if progress is not None:
+            progress(record.rows)
+        return stats
+
+    return _each_part(path, manifest, name, write)
+
+
+def _each_part(
+    path: Path, manifest: Manifest, name: str, write: Callable[[SegmentRecord, Path], dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """``write(record, part folder)`` channel ``name``'s part of every segment of ``manifest``
+    and fsync it; on any error every part written is removed (with its engine collection)."""
     written: list[Path] = []
     stats: dict[str, dict[str, Any]] = {}
     try:
         for record in manifest.segments:
-            folder = path / SEGMENTS_DIR / record.name
-            remove_folder(folder / name)  # a killed copy's leftovers
-            written.append(folder / name)
-            units = record.passages if getattr(kind, "unit", "passage") == "passage" else record.rows
-            stats[record.name] = kind.merge_parts(
-                [(folder / source, np.ones(units, bool))], folder / name, True
-            )
-            truncated = int(record.parts.get(source, {}).get("truncated", 0))
-            if truncated:
-                stats[record.name]["truncated"] = truncated
-            _fsync_tree(folder / name)
-            if progress is not None:
-                progress(record.rows)
+            folder = path / SEGMENTS_DIR / record.name / name
+            remove_folder(folder)  # a killed run's leftovers
+            written.append(folder)
+            stats[record.name] = write(record, folder)
+            _fsync_tree(folder)
     except BaseException:
         for folder in written:
             remove_folder(folder)

@@ -128,11 +128,13 @@ class DenseKind:
         self._twin: DenseKind | None = None
         self.notes: list[str] = []
 
-    def share_models(self, twin: DenseKind) -> None:
+    def share_models(self, twin: DenseKind) -> bool:
         """Use ``twin``'s encoders (loaded once for both) when it encodes exactly as this one
-        does: another channel of the same model, e.g. in another FAISS kind or an engine."""
+        does: another channel of the same model, e.g. in another FAISS kind or an engine.
+        Returns whether it does."""
         if twin.spec == self.spec and twin._options == self._options and twin is not self:
             self._twin = twin
+        return self._twin is twin
 
     def settings(self) -> dict[str, Any]:
         return {"encoder": self.spec.to_dict(), "vectors": self.vectors.to_dict()}
@@ -223,8 +225,8 @@ class DenseKind:
 
     def with_vectors(self, vectors: VectorIndexConfig) -> DenseKind:
         """The same encoder (loaded models shared) with its vectors kept in another kind or engine."""
-        other = DenseKind(self.spec, vectors, self._encoder, self._options, self.config)
-        other._queries = self._queries or other._queries
+        other = DenseKind(self.spec, vectors, None, self._options, self.config)
+        other.share_models(self)
         return other
 
     def open(self, segments: Sequence[SegmentView], name: str) -> DenseSearch:

@@ -247,6 +247,15 @@ def write_engine_part(
     return (folder / EXTERNAL).stat().st_size
 
 
+_MARKER_ERRORS = (OSError, ValueError, KeyError, ConfigError)
+
+
+def _read_marker(marker: Path) -> tuple[dict[str, Any], EngineLocation]:
+    """A part's ``external.json`` and the engine it names; raises one of ``_MARKER_ERRORS``."""
+    meta: dict[str, Any] = json.loads(marker.read_text(encoding="utf-8"))
+    return meta, EngineLocation.parse(meta["engine"])
+
+
 class EnginePart:
     """One segment's part in an engine, searched like a :class:`~densa.index.VectorIndex`."""
 
@@ -261,9 +270,8 @@ class EnginePart:
     @classmethod
     def load(cls, folder: Path) -> EnginePart:
         try:
-            meta = json.loads((folder / EXTERNAL).read_text(encoding="utf-8"))
-            location = EngineLocation.parse(meta["engine"])
-        except (OSError, ValueError, KeyError, ConfigError) as exc:
+            meta, location = _read_marker(folder / EXTERNAL)
+        except _MARKER_ERRORS as exc:
             raise IndexDamagedError(f"{folder / EXTERNAL}: missing or damaged ({exc})") from None
         return cls(location, connect(location, index_dir_of(folder)), meta)
 
@@ -314,12 +322,11 @@ def remove_folder(folder: Path) -> None:
     markers = [folder / EXTERNAL] if (folder / EXTERNAL).is_file() else sorted(folder.glob(f"*/{EXTERNAL}"))
     for marker in markers:
         try:
-            meta = json.loads(marker.read_text(encoding="utf-8"))
-            location = EngineLocation.parse(meta["engine"])
+            meta, location = _read_marker(marker)
             engine = connect(location, index_dir_of(marker.parent))
             with failures(location, f"dropping collection {meta['collection']}"):
                 engine.drop(meta["collection"])
-        except (OSError, ValueError, KeyError, ConfigError, EngineError) as exc:
+        except (*_MARKER_ERRORS, EngineError) as exc:
             _LOG.warning("%s: %s", marker, exc)
     shutil.rmtree(folder, ignore_errors=True)
 
@@ -343,7 +350,7 @@ def referenced_collections(index_dir: Path) -> set[str]:
     """The collections named by the part folders under ``index_dir/segments``."""
     out = set()
     for marker in (index_dir / SEGMENTS_DIR).glob(f"*/*/{EXTERNAL}"):
-        try:
+        try:  # a marker naming an engine densa does not know still keeps its collection
             out.add(json.loads(marker.read_text(encoding="utf-8"))["collection"])
         except (OSError, ValueError, KeyError):
             continue
