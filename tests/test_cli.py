@@ -275,3 +275,29 @@ def test_index_into_an_engine_and_export_to_another(tmp_path: Path) -> None:
         assert "qdrant has no 'ivf-flat' index" in str(refused.exception)
     finally:
         close_all()
+
+
+def test_eval_of_a_fused_mode_prints_each_channel_beside_the_fusion(tiny_index: Path) -> None:
+    assert "too few documents to measure" in _ok(["calibrate", str(tiny_index)])
+    out = _ok(["eval", str(tiny_index), "--dataset", str(TINY), "--mode", "hybrid"])
+    header, ndcg = out.splitlines()[0].split(), out.splitlines()[1].split()
+    assert header == ["dense", "bm25", "hybrid"] and ndcg[0] == "ndcg@10" and len(ndcg) == 4
+    report = json.loads(_ok(["eval", str(tiny_index), "--dataset", str(TINY), "--mode", "hybrid", "--json"]))
+    assert set(report["channels"]) == {"dense", "bm25"}
+    assert report["channels"]["dense"]["ndcg@10"] == pytest.approx(float(ndcg[1]), abs=1e-4)
+    assert report["ndcg@10"] == pytest.approx(float(ndcg[3]), abs=1e-4)
+
+
+def test_index_measures_the_channels_for_fusion_and_calibrate_measures_again(
+    tmp_path: Path, tiny_bert: Path
+) -> None:
+    from tests.search.test_calibrate import _corpus
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"_id": d.id, "text": d.text}) + "\n" for d in _corpus(60)))
+    path = tmp_path / "idx"
+    out = _ok(["index", str(corpus), "-o", str(path), "--model", str(tiny_bert), "--pooling", "mean"])
+    assert "fusion measured on 60 pseudo-queries" in out and "dense=" in out and "bm25=" in out
+    assert (path / "fusion-calibration.npz").is_file()
+    again = _ok(["calibrate", str(path), "--queries", "55"])
+    assert again.startswith("fusion measured on 55 pseudo-queries")

@@ -67,7 +67,10 @@ ModeOpt = Annotated[
     typer.Option(help="Channels: dense | bm25 | hybrid (all, fused) | any channel name | names joined by +."),
 ]
 FusionOpt = Annotated[
-    str | None, typer.Option(help="Fusion of several channels: rrf | weighted (default: weighted).")
+    str | None,
+    typer.Option(
+        help="Fusion of several channels: auto (weights measured on the corpus, default) | rrf | weighted."
+    ),
 ]
 WeightsOpt = Annotated[
     str | None, typer.Option(help="Fusion weights by channel (dense=0.7,bm25=0.3) or in order (0.7,0.3).")
@@ -282,8 +285,17 @@ def index(
         f"in {stats.seconds:.1f}s ({stats.docs_per_second:.1f} docs/s); channels: {', '.join(built.channels)}"
     )
     _report_truncation(stats.truncated, built)
+    _measure_fusion(built)
     if len(report):
         typer.echo(report.summary(), err=True)
+
+
+def _measure_fusion(index: Index) -> None:
+    """Measure the channels for label-free fusion now, so that searches need not."""
+    from densa.search.calibrate import calibrate, describe
+
+    if len(index.channels) > 1:
+        typer.echo(describe(calibrate(index), list(index.channels)))
 
 
 def _report_truncation(truncated: int, built: Index) -> None:
@@ -393,6 +405,22 @@ def add_channel(
         f"added channel {name} ({config.kind}) over {stats.documents} documents in {stats.seconds:.1f}s; "
         f"channels: {', '.join(updated.channels)}"
     )
+    _measure_fusion(updated)
+
+
+@app.command()
+def calibrate(
+    index_path: IndexArg,
+    queries: Annotated[int, typer.Option(help="Pseudo-queries to cut from the corpus.")] = 400,
+) -> None:
+    """Measure INDEX's channels on pseudo-queries cut from its corpus (no labels): the weights of
+    its default fusion. densa index / add-channel do this; run it again after large changes."""
+    from densa.index import Index
+    from densa.search.calibrate import calibrate as measure_channels
+    from densa.search.calibrate import describe
+
+    with Index.open(index_path) as index:
+        typer.echo(describe(measure_channels(index, queries), list(index.channels)))
 
 
 @app.command()
@@ -558,7 +586,7 @@ def eval_(
 ) -> None:
     """Score INDEX on --dataset, or --run against --qrels (nDCG@10, Recall@100, MRR@10, accuracy@k)."""
     from densa.corpus import BeirDataset, read_qrels
-    from densa.evaluate import evaluate, evaluate_dataset
+    from densa.evaluate import evaluate, evaluate_channels, evaluate_dataset
     from densa.index import Index
     from densa.types import Run
 
@@ -566,6 +594,7 @@ def eval_(
         if run_file is None or qrels_file is None or index_path is not None:
             raise DensaError("scoring a run file needs both --run and --qrels, and no INDEX")
         result = evaluate(Run.read_trec(run_file), read_qrels(qrels_file))
+        channels = {}
     else:
         if index_path is None or dataset is None:
             raise DensaError("give INDEX and --dataset, or --run and --qrels")
@@ -586,11 +615,29 @@ def eval_(
         result, run = evaluate_dataset(searcher, BeirDataset(dataset), split)
         if output is not None:
             run.write_trec(output)
+        channels = evaluate_channels(searcher, BeirDataset(dataset), split)
     if as_json:
-        _echo_json(result.metrics)
+        _echo_json(
+            {**result.metrics, "channels": {n: r.metrics for n, r in channels.items()}}
+            if channels
+            else result.metrics
+        )
         return
-    for name, value in result.metrics.items():
-        typer.echo(f"{name:<14}{value:.4f}" if isinstance(value, float) else f"{name:<14}{value}")
+    if not channels:
+        for name, value in result.metrics.items():
+            typer.echo(f"{name:<14}{value:.4f}" if isinstance(value, float) else f"{name:<14}{value}")
+        return
+    # each channel alone beside the fused search
+    columns = {
+        **{n: r.metrics for n, r in channels.items()},
+        mode + (" +rerank" if rerank else ""): result.metrics,
+    }
+    typer.echo(f"{'':<14}" + "".join(f"{name:>14}" for name in columns))
+    for name in result.metrics:
+        cells = [c[name] for c in columns.values()]
+        typer.echo(
+            f"{name:<14}" + "".join(f"{v:>14.4f}" if isinstance(v, float) else f"{v:>14}" for v in cells)
+        )
 
 
 @app.command()

@@ -19,32 +19,38 @@ __all__ = ["FusionConfig", "fuse", "fuse_arrays", "fuse_runs", "parse_weights"]
 class FusionConfig:
     """How to fuse rankings.
 
-    The default (weighted, z-score, equal weights) scored best of 40 candidates on SciFact's
-    *train* queries (``bench/tune_hybrid.py``; test queries were not used). RRF's constant
-    stays at the paper's 60 (k=10 did 0.006 better on train).
+    The default, ``auto``, is weighted fusion whose weights and normalisation are measured on
+    the index's own corpus without labels (:mod:`densa.search.calibrate`: pseudo-queries cut
+    from its documents); where there is no index to measure (``densa fuse`` of run files) it
+    is weighted fusion with equal weights and z-scores, which scored best of 40 fixed
+    candidates on SciFact's *train* queries (``bench/tune_hybrid.py``). RRF's constant stays at
+    the paper's 60.
 
     Parameters
     ----------
     method
-        ``rrf`` (reciprocal rank fusion) or ``weighted`` (normalised score sum).
+        ``auto`` (measured weights), ``rrf`` (reciprocal rank fusion) or ``weighted``
+        (normalised score sum).
     rrf_k
         RRF's rank constant.
     weights
         Per ranking: ``{channel name: weight}``, or a tuple in the order of the rankings (the
-        search's channels, or the runs of ``densa fuse``); ``None``: equal weights summing to 1.
+        search's channels, or the runs of ``densa fuse``); ``None``: measured (``auto``) or
+        equal weights summing to 1. Given weights are used as they are by every method.
     normalization
-        Score normalisation of ``weighted``: ``minmax`` or ``zscore``.
+        Score normalisation of ``weighted`` and ``auto``: ``minmax`` or ``zscore``; ``None``:
+        z-scores (``weighted``) or the measured choice (``auto``).
     """
 
-    method: Literal["rrf", "weighted"] = "weighted"
+    method: Literal["auto", "rrf", "weighted"] = "auto"
     rrf_k: float = 60.0
     weights: Mapping[str, float] | tuple[float, ...] | None = None
-    normalization: Normalization = "zscore"
+    normalization: Normalization | None = None
 
     def __post_init__(self) -> None:
-        if self.method not in ("rrf", "weighted"):
-            raise ConfigError(f"fusion method must be 'rrf' or 'weighted', got {self.method!r}")
-        if self.normalization not in ("minmax", "zscore"):
+        if self.method not in ("auto", "rrf", "weighted"):
+            raise ConfigError(f"fusion method must be 'auto', 'rrf' or 'weighted', got {self.method!r}")
+        if self.normalization not in (None, "minmax", "zscore"):
             raise ConfigError(f"normalisation must be 'minmax' or 'zscore', got {self.normalization!r}")
         values = self.weights.values() if isinstance(self.weights, Mapping) else (self.weights or ())
         if self.rrf_k <= 0 or any(w < 0 for w in values):
@@ -90,11 +96,12 @@ def parse_weights(text: str) -> dict[str, float] | tuple[float, ...]:
 def fuse_arrays(
     rankings: Sequence[Ranking], names: Sequence[str], config: FusionConfig, ties: TieBreak
 ) -> Ranking:
-    """Fuse one query's rankings ``(ids, scores)``, named ``names``, as ``config`` says."""
+    """Fuse one query's rankings ``(ids, scores)``, named ``names``, as ``config`` says
+    (``auto`` without measured weights fuses as ``weighted``: equal weights, z-scores)."""
     weights = config.weights_for(names)
     if config.method == "rrf":
         return rrf_arrays(rankings, config.rrf_k, weights, ties)
-    return weighted_arrays(rankings, weights, config.normalization)
+    return weighted_arrays(rankings, weights, config.normalization or "zscore")
 
 
 def fuse(

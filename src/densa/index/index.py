@@ -195,6 +195,62 @@ class Index:
         docs = _Peekable(documents)
         kinds = {name: registry.get(c.kind).from_config(c, docs.texts) for name, c in configs.items()}
         records = {name: ChannelRecord(configs[name].kind, kind.settings()) for name, kind in kinds.items()}
+        return cls._build(
+            path,
+            docs,
+            kinds,
+            records,
+            chunking,
+            start,
+            batch_size=batch_size,
+            progress=progress,
+            resume=resume,
+            dask=dask,
+            runner=runner,
+            expected=expected,
+        )
+
+    def build_like(self, documents: Iterable[Document], path: str | Path) -> Index:
+        """A new index of ``documents`` at ``path`` (which must not hold one) with this index's
+        channels and chunking; dense channels keep their loaded encoders and go into exact
+        FAISS flat. A side index to try something on: :mod:`densa.search.calibrate` measures
+        each channel on pseudo-queries in one."""
+        path = Path(path)
+        _check_target(path, overwrite=False)
+        kinds = {
+            name: kind.with_vectors(VectorIndexConfig()) if isinstance(kind, DenseKind) else kind
+            for name, kind in self.snapshot.kinds.items()
+        }
+        records = {
+            name: ChannelRecord(self.channels[name].kind, kind.settings()) for name, kind in kinds.items()
+        }
+        return type(self)._build(
+            path,
+            _Peekable(documents),
+            kinds,
+            records,
+            self.manifest.chunking,
+            time.perf_counter(),
+            resume=False,
+        )
+
+    @classmethod
+    def _build(
+        cls,
+        path: Path,
+        docs: _Peekable,
+        kinds: Mapping[str, Any],
+        records: Mapping[str, ChannelRecord],
+        chunking: ChunkConfig | None,
+        start: float,
+        *,
+        batch_size: int = 2048,
+        progress: bool = False,
+        resume: bool = True,
+        dask: str | None = None,
+        runner: Any = None,
+        expected: int | None = None,
+    ) -> Index:
         chunker = chunker_for(kinds, chunking)
         signature = {
             "channels": {n: r.to_dict() for n, r in records.items()},
@@ -223,7 +279,7 @@ class Index:
                     raise DensaError("no documents to index")
                 manifest = Manifest(
                     generation=current.generation + 1 if current is not None else 1,
-                    channels=records,
+                    channels=dict(records),
                     segments=(segment,),
                     chunking=chunking,
                     next_row=segment.rows,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from densa.errors import ConfigError
-from densa.fuse.fusion import fuse_arrays
+from densa.fuse.fusion import FusionConfig, fuse_arrays
 from densa.fuse.weighted import weighted_arrays
 from densa.index import Filter, Index, Snapshot, UnitScores
 from densa.index.channels.base import BoolArray, top_k_with_ties
@@ -64,11 +64,26 @@ class Searcher:
         self.index = index
         self.config = config or SearchConfig()
         self.reranker = reranker
+        self._fusions: dict[tuple[str, ...], FusionConfig] = {}
 
     @property
     def channels(self) -> list[str]:
         """The channels this searcher's ``mode`` selects in the index."""
         return resolve_channels(self.config.mode, self.index.channels)
+
+    def fusion(self, names: Sequence[str] | None = None) -> FusionConfig:
+        """How the rankings of ``names`` (default: this searcher's channels) fuse: the
+        config's fusion, with ``auto`` resolved to the weights measured on the index's corpus
+        (:mod:`densa.search.calibrate`; measured on first use if the index has none)."""
+        names = list(names) if names is not None else self.channels
+        if self.config.fusion.method != "auto" or len(names) < 2:
+            return self.config.fusion
+        key = tuple(names)
+        if key not in self._fusions:
+            from densa.search.calibrate import calibrated_fusion
+
+            self._fusions[key] = calibrated_fusion(self.index, names, self.config.fusion)
+        return self._fusions[key]
 
     def search(self, queries: Sequence[Query], k: int, filter: Filter | None = None) -> Run:
         """Top-``k`` documents of every query as a :class:`Run` (the Retriever protocol)."""
@@ -133,10 +148,11 @@ class Searcher:
         if len(names) == 1:
             scored = per_channel[0]
         else:
+            fusion = self.fusion(names)
             scored = []
             for rankings in zip(*per_channel, strict=True):
                 arrays = [(r.ranking.ids, r.ranking.scores.astype(np.float64)) for r in rankings]
-                ids, values = fuse_arrays(arrays, names, config.fusion, "shared")
+                ids, values = fuse_arrays(arrays, names, fusion, "shared")
                 best = {rid: pid for r in reversed(rankings) for rid, pid in r.best_passage.items()}
                 scored.append(_Scored(top_k_with_ties(ids, values.astype(np.float32), depth), best))
         docs: dict[int, Document] = {}
