@@ -301,3 +301,17 @@ def test_index_measures_the_channels_for_fusion_and_calibrate_measures_again(
     assert (path / "fusion-calibration.npz").is_file()
     again = _ok(["calibrate", str(path), "--queries", "55"])
     assert again.startswith("fusion measured on 55 pseudo-queries")
+
+
+def test_distill_a_static_model_and_index_with_it(tmp_path: Path, tiny_bert: Path) -> None:
+    model = tmp_path / "static"
+    assert "static model written" in _ok(
+        ["distill", "-o", str(model), "--model", str(tiny_bert), "--pca-dims", "8"]
+    )
+    path = tmp_path / "idx"
+    out = _ok(["index", str(TINY / "corpus.jsonl"), "-o", str(path), "--model", str(model)])
+    assert "indexed 10 documents" in out
+    info = json.loads(_ok(["info", str(path)]))
+    assert info["channels"]["dense"]["settings"]["encoder"]["backend"] == "static"
+    hits = json.loads(_ok(["search", str(path), "heart attack", "--json", "-k", "3"]))
+    assert len(hits) == 3

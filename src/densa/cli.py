@@ -409,6 +409,22 @@ def add_channel(
 
 
 @app.command()
+def distill(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Static model folder to create.")],
+    model: Annotated[
+        str, typer.Option(help="Transformer model folder to distil.")
+    ] = "bundled:all-MiniLM-L6-v2",
+    pca_dims: Annotated[int, typer.Option(help="Dimensions kept by PCA (0: keep all).")] = 256,
+) -> None:
+    """Distil a static embedding model (model2vec's recipe) from a transformer, offline; index
+    with it through --model OUTPUT (about 50x faster to encode than MiniLM here)."""
+    from densa.encode.static import distill as distil_static
+
+    folder = distil_static(output, model, pca_dims=pca_dims or None, progress=True)
+    typer.echo(f"static model written to {folder}")
+
+
+@app.command()
 def calibrate(
     index_path: IndexArg,
     queries: Annotated[int, typer.Option(help="Pseudo-queries to cut from the corpus.")] = 400,

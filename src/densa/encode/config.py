@@ -25,7 +25,7 @@ __all__ = [
 
 Pooling = Literal["cls", "mean", "max", "last-token"]
 Similarity = Literal["cosine", "dot"]
-Backend = Literal["torch", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+Backend = Literal["torch", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-int8", "static"]
 
 #: Passages that calibrate ``openvino-int8`` (or a function fetching them when needed).
 Calibration = Sequence[str] | Callable[[], Sequence[str]]
@@ -66,7 +66,8 @@ class EncoderConfig:
         ``torch`` (fp32), ``torch-bf16`` (bfloat16 autocast), ``onnx`` or ``onnx-int8``
         (ONNX Runtime), ``openvino`` (OpenVINO; bf16 where the CPU has it) or
         ``openvino-int8`` (OpenVINO, static int8 calibrated once per model). The graphs are
-        exported and cached by densa (:mod:`densa.encode.onnx`).
+        exported and cached by densa (:mod:`densa.encode.onnx`). ``static``: a static
+        embedding folder (:mod:`densa.encode.static`), chosen by itself for such a folder.
     """
 
     model: str = DEFAULT_MODEL

@@ -22,7 +22,7 @@ from densa.encode.model_files import (
     resolve_model_path,
 )
 from densa.encode.pooling import pooling_from_st, pooling_module
-from densa.errors import DensaError
+from densa.errors import ConfigError, DensaError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -210,13 +210,23 @@ class SentenceTransformerEncoder:
 
 def make_encoder(config: EncoderConfig | None = None, *, calibration: Calibration | None = None) -> Encoder:
     """The encoder ``config`` describes, on its backend (torch, torch-bf16, onnx, onnx-int8,
-    openvino, openvino-int8).
+    openvino, openvino-int8); a static model folder gives a :class:`~densa.encode.static.StaticEncoder`.
 
     ``calibration``: passages (or a function returning them) that calibrate ``openvino-int8``
     the first time a model is quantised; ignored by the other backends and once cached.
     """
     config = config or EncoderConfig()
     from densa.encode.onnx import OnnxEncoder, Runtime  # no optional library imported here
+    from densa.encode.static import StaticEncoder, is_static_model
+
+    if is_static_model(resolve_model_path(config.model)):
+        if config.backend not in ("torch", "static"):
+            raise ConfigError(f"{config.model} is a static model: it has no {config.backend} backend")
+        return StaticEncoder(config)
+    if config.backend == "static":
+        raise ConfigError(
+            f"backend static needs a static model folder (densa distill); {config.model} is not one"
+        )
 
     if config.backend in get_args(Runtime):
         torch_encoder = SentenceTransformerEncoder(config)
