@@ -1,0 +1,159 @@
+"""``densa adapt``: fit a dense channel's model to a corpus without labels or a generator.
+
+Training pairs come from the corpus itself, by the inverse cloze task (Lee, Chang &
+Toutanova 2019): a sentence cut out of a document is a pseudo-query whose positive is the
+rest of that document. The index's own fused search is the filter and the source of hard
+negatives: a sentence whose document is not in the fused top ``keep_within`` does not
+identify it (e.g. "Results are shown below.") and is dropped; the documents ranked just
+below the answer are its hard negatives (the first ``skip`` of them are left out, as they
+are the likeliest to be relevant too). The model is then fine-tuned with the same
+contrastive trainer as ``densa train`` (in-batch and hard negatives, InfoNCE) and added to
+the index as a new dense channel, beside the one it started from, without touching it.
+
+The pseudo-queries are drawn from the documents whose ids hash lowest after the ones
+:mod:`densa.search.calibrate` uses, so the fusion is never measured on sentences the model
+was trained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from densa.encode.config import EncoderConfig
+from densa.errors import ConfigError, DensaError
+from densa.index import DenseChannel, Index
+from densa.search.calibrate import inverse_cloze, sample_documents
+from densa.search.config import SearchConfig
+from densa.search.searcher import Searcher
+from densa.train.bi_encoder import TrainConfig, TrainResult, train_bi_encoder
+from densa.train.data import Passage, TrainingExample
+from densa.types import Document, Query
+
+__all__ = ["AdaptConfig", "AdaptResult", "adapt", "pseudo_examples"]
+
+_CALIBRATION_QUERIES = 400  # the documents the fusion is measured on come first in hash order
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """What ``densa adapt`` does.
+
+    Parameters
+    ----------
+    queries
+        Pseudo-queries to cut from the corpus (documents of 20+ words, one sentence each).
+    source
+        The dense channel whose model is adapted (default: the index's default dense one).
+    channel
+        Name of the adapted channel added to the index.
+    keep_within
+        Keep a pseudo-query only if its document is in the fused top this many.
+    skip, hard_negatives
+        Hard negatives: the fused ranking's documents after the answer, leaving out the
+        first ``skip``, ``hard_negatives`` of them.
+    train
+        Training options (``base`` is set to the source channel's model).
+    seed
+        Which sentence is cut from each document.
+    """
+
+    queries: int = 2000
+    source: str | None = None
+    channel: str = "adapted"
+    keep_within: int = 10
+    skip: int = 2
+    hard_negatives: int = 1
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(max_length=256, dev_fraction=0.05))
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.queries < 10:
+            raise ConfigError("adapt needs at least 10 pseudo-queries")
+        if self.keep_within < 1 or self.skip < 0 or self.hard_negatives < 0:
+            raise ConfigError("keep_within must be positive; skip and hard_negatives non-negative")
+
+
+@dataclass(frozen=True)
+class AdaptResult:
+    """The adapted index, the model folder, and what went into training."""
+
+    index: Index
+    model: Path
+    pseudo_queries: int
+    kept: int
+    training: TrainResult
+
+
+def pseudo_examples(index: Index, config: AdaptConfig) -> tuple[int, list[TrainingExample]]:
+    """Cut pseudo-queries from ``index``'s corpus and make training examples of those its fused
+    search confirms; returns how many were cut and the examples."""
+    docs = sample_documents(index, _CALIBRATION_QUERIES + config.queries)[_CALIBRATION_QUERIES:]
+    if len(docs) < 10:
+        raise DensaError(
+            f"{index.path}: only {len(docs)} documents of 20+ words beyond the {_CALIBRATION_QUERIES} the "
+            "fusion is measured on; too few to adapt a model"
+        )
+    pairs = inverse_cloze(docs, config.seed)
+    depth = config.keep_within + config.skip + config.hard_negatives + 1
+    queries = [Query(f"p{i}", query) for i, (query, _) in enumerate(pairs)]
+    run = Searcher(index, SearchConfig(mode="hybrid")).search(queries, depth)
+    ranked = {q.id: sorted(run.scores.get(q.id, {}), key=lambda d: -run.scores[q.id][d]) for q in queries}
+    wanted = {d for ids in ranked.values() for d in ids}
+    by_id = _documents(index, sorted(wanted))
+    examples = []
+    for query, doc, (text, rest) in zip(queries, docs, pairs, strict=True):
+        ids = ranked[query.id]
+        if doc.id not in ids[: config.keep_within]:
+            continue
+        after = [d for d in ids[ids.index(doc.id) + 1 :] if d != doc.id][config.skip :]
+        negatives = tuple(_passage(by_id[d]) for d in after[: config.hard_negatives] if d in by_id)
+        examples.append(
+            TrainingExample(text, (Passage(rest, doc.title, doc.id),), negatives, id=f"{doc.id}:{query.id}")
+        )
+    return len(pairs), examples
+
+
+def adapt(
+    index: Index, output: str | Path, config: AdaptConfig | None = None, *, progress: bool = True
+) -> AdaptResult:
+    """Adapt ``index``'s dense model to its corpus (see the module): the model goes to
+    ``output`` (a sentence-transformers folder; run again with the same ``output`` to resume
+    training), and the returned index has it as channel ``config.channel``."""
+    config = config or AdaptConfig()
+    if config.channel in index.channels:
+        raise ConfigError(f"{index.path} already has a channel named {config.channel!r}; choose --channel")
+    source = index.dense_kind(config.source)
+    cut, examples = pseudo_examples(index, config)
+    if len(examples) < 10:
+        raise DensaError(
+            f"{index.path}: only {len(examples)} of {cut} pseudo-queries found their own document; "
+            "too few to adapt a model"
+        )
+    base = source.spec.model
+    train = replace(config.train, base=base, hard_negatives=config.hard_negatives)
+    output = Path(output)
+    result = train_bi_encoder(examples, output, train, progress=progress)
+    encoder = replace(_encoder_config(source.spec), model=str(output.resolve()))
+    updated = index.add_channel(config.channel, DenseChannel(encoder, source.vectors), progress=progress)
+    return AdaptResult(updated, output, cut, len(examples), result)
+
+
+def _encoder_config(spec: Any) -> EncoderConfig:
+    """The source channel's encoder options (prefixes, token limit), for the adapted model."""
+    return EncoderConfig(
+        query_prefix=spec.query_prefix, passage_prefix=spec.passage_prefix, max_length=spec.max_length
+    )
+
+
+def _documents(index: Index, ids: Sequence[str]) -> dict[str, Document]:
+    snapshot = index.snapshot
+    rows = snapshot.locate(ids)
+    docs = snapshot.documents(rows.values())
+    return {doc_id: docs[row] for doc_id, row in rows.items()}
+
+
+def _passage(doc: Document) -> Passage:
+    return Passage(doc.text, doc.title, doc.id)
