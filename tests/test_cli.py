@@ -315,3 +315,23 @@ def test_distill_a_static_model_and_index_with_it(tmp_path: Path, tiny_bert: Pat
     assert info["channels"]["dense"]["settings"]["encoder"]["backend"] == "static"
     hits = json.loads(_ok(["search", str(path), "heart attack", "--json", "-k", "3"]))
     assert len(hits) == 3
+
+
+def test_adapt_adds_an_adapted_channel_and_prints_before_and_after(tmp_path: Path, tiny_bert: Path) -> None:
+    from tests.search.test_calibrate import _corpus
+
+    docs = _corpus(100)
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"_id": d.id, "text": d.text}) + "\n" for d in docs))
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    shutil.copy(corpus, beir / "corpus.jsonl")
+    (beir / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "shark ocean reef"}) + "\n")
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tdoc001\t1\n")
+    path = tmp_path / "idx"
+    _ok(["index", str(corpus), "-o", str(path), "--model", str(tiny_bert), "--pooling", "mean"])
+    out = _ok(["adapt", str(path), "-o", str(tmp_path / "model"), "--queries", "40", "--dataset", str(beir)])
+    assert "pseudo-queries" in out and "channel adapted added" in out
+    lines = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
+    assert {"dense", "adapted", "dense+bm25", "adapted+bm25"} <= set(lines)
+    assert json.loads(_ok(["info", str(path)]))["channels"]["adapted"]["kind"] == "dense"

@@ -409,6 +409,51 @@ def add_channel(
 
 
 @app.command()
+def adapt(
+    index_path: IndexArg,
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Folder for the adapted model (resumes there).")
+    ],
+    queries: Annotated[int, typer.Option(help="Pseudo-queries to cut from the corpus.")] = 2000,
+    channel: Annotated[str, typer.Option(help="Name of the adapted channel to add.")] = "adapted",
+    source: Annotated[
+        str | None, typer.Option(help="Dense channel to adapt (default: the default one).")
+    ] = None,
+    epochs: Annotated[float, typer.Option(help="Training epochs over the pseudo-queries.")] = 1.0,
+    dataset: Annotated[
+        Path | None, typer.Option(help="Optional BEIR folder: print before/after figures on its qrels.")
+    ] = None,
+    split: Annotated[str, typer.Option(help="Qrels split for --dataset.")] = "test",
+) -> None:
+    """Adapt INDEX's dense model to its corpus with no labels (pseudo-queries cut from its own
+    documents, hard negatives from its fused search) and add it as a new channel."""
+    from dataclasses import replace
+
+    from densa.corpus import BeirDataset
+    from densa.index import Index
+    from densa.train.adapt import AdaptConfig, before_after
+    from densa.train.adapt import adapt as adapt_index
+
+    base = AdaptConfig()
+    config = replace(
+        base, queries=queries, channel=channel, source=source, train=replace(base.train, epochs=epochs)
+    )
+    result = adapt_index(Index.open(index_path), output, config)
+    typer.echo(
+        f"adapted on {result.kept} of {result.pseudo_queries} pseudo-queries in "
+        f"{result.training.seconds / 60:.1f} min ({result.training.steps} steps); model in {result.model}; "
+        f"channel {channel} added to {index_path}"
+    )
+    _measure_fusion(result.index)
+    if dataset is not None:
+        name = source or result.index.default_dense
+        rows = before_after(result.index, BeirDataset(dataset), split, name, channel)
+        typer.echo(f"{'':<24}{'nDCG@10':>10}{'Recall@100':>12}")
+        for label, metrics in rows.items():
+            typer.echo(f"{label:<24}{metrics['ndcg@10']:>10.4f}{metrics['recall@100']:>12.4f}")
+
+
+@app.command()
 def distill(
     output: Annotated[Path, typer.Option("-o", "--output", help="Static model folder to create.")],
     model: Annotated[

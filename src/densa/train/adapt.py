@@ -10,8 +10,9 @@ are the likeliest to be relevant too). The model is then fine-tuned with the sam
 contrastive trainer as ``densa train`` (in-batch and hard negatives, InfoNCE) and added to
 the index as a new dense channel, beside the one it started from, without touching it.
 
-The pseudo-queries are drawn from the documents whose ids hash lowest after the ones
-:mod:`densa.search.calibrate` uses, so the fusion is never measured on sentences the model
+The pseudo-queries are drawn from the documents whose ids hash lowest after the 400 that
+:mod:`densa.search.calibrate` measures the fusion on (after half the sample in a corpus of
+fewer than 800 such documents), so the fusion is not measured on the documents the model
 was trained on.
 """
 
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from densa.encode.config import EncoderConfig
+from densa.encode.model_files import is_sentence_transformers_folder, resolve_model_path
 from densa.errors import ConfigError, DensaError
 from densa.index import DenseChannel, Index
 from densa.search.calibrate import inverse_cloze, sample_documents
@@ -32,7 +34,7 @@ from densa.train.bi_encoder import TrainConfig, TrainResult, train_bi_encoder
 from densa.train.data import Passage, TrainingExample
 from densa.types import Document, Query
 
-__all__ = ["AdaptConfig", "AdaptResult", "adapt", "pseudo_examples"]
+__all__ = ["AdaptConfig", "AdaptResult", "adapt", "before_after", "pseudo_examples"]
 
 _CALIBRATION_QUERIES = 400  # the documents the fusion is measured on come first in hash order
 
@@ -90,12 +92,10 @@ class AdaptResult:
 def pseudo_examples(index: Index, config: AdaptConfig) -> tuple[int, list[TrainingExample]]:
     """Cut pseudo-queries from ``index``'s corpus and make training examples of those its fused
     search confirms; returns how many were cut and the examples."""
-    docs = sample_documents(index, _CALIBRATION_QUERIES + config.queries)[_CALIBRATION_QUERIES:]
+    sample = sample_documents(index, _CALIBRATION_QUERIES + config.queries)
+    docs = sample[min(_CALIBRATION_QUERIES, len(sample) // 2) :][: config.queries]
     if len(docs) < 10:
-        raise DensaError(
-            f"{index.path}: only {len(docs)} documents of 20+ words beyond the {_CALIBRATION_QUERIES} the "
-            "fusion is measured on; too few to adapt a model"
-        )
+        raise DensaError(f"{index.path}: only {len(sample)} documents of 20+ words; too few to adapt a model")
     pairs = inverse_cloze(docs, config.seed)
     depth = config.keep_within + config.skip + config.hard_negatives + 1
     queries = [Query(f"p{i}", query) for i, (query, _) in enumerate(pairs)]
@@ -133,7 +133,13 @@ def adapt(
             "too few to adapt a model"
         )
     base = source.spec.model
-    train = replace(config.train, base=base, hard_negatives=config.hard_negatives)
+    plain = not is_sentence_transformers_folder(resolve_model_path(base))
+    train = replace(
+        config.train,
+        base=base,
+        hard_negatives=config.hard_negatives,
+        pooling=source.spec.pooling if plain else config.train.pooling,
+    )
     output = Path(output)
     result = train_bi_encoder(examples, output, train, progress=progress)
     encoder = replace(_encoder_config(source.spec), model=str(output.resolve()))
@@ -157,3 +163,24 @@ def _documents(index: Index, ids: Sequence[str]) -> dict[str, Document]:
 
 def _passage(doc: Document) -> Passage:
     return Passage(doc.text, doc.title, doc.id)
+
+
+def before_after(
+    index: Index, dataset: Any, split: str, source: str, adapted: str
+) -> dict[str, dict[str, float]]:
+    """nDCG@10 and Recall@100 of the source channel and the adapted one, alone and fused with
+    the index's other non-dense channels (e.g. ``dense+bm25`` against ``adapted+bm25``)."""
+    from densa.evaluate import evaluate_dataset
+
+    others = [n for n, r in index.channels.items() if n not in (source, adapted) and r.kind != "dense"]
+    modes = {source: source, adapted: adapted}
+    if others:
+        modes["+".join([source, *others])] = "+".join([source, *others])
+        modes["+".join([adapted, *others])] = "+".join([adapted, *others])
+    out = {}
+    for label, mode in modes.items():
+        result, _ = evaluate_dataset(
+            Searcher(index, SearchConfig(mode=mode)), dataset, split, ["ndcg@10", "recall@100"]
+        )
+        out[label] = {k: float(v) for k, v in result.metrics.items() if k != "queries"}
+    return out
