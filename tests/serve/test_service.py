@@ -51,3 +51,21 @@ def test_swapped_out_snapshots_are_closed_so_old_generations_go(tmp_path: Path) 
     commits = sorted(p.name for p in (tmp_path / "idx" / "commits").iterdir())
     assert len(commits) <= 2, commits  # ... but nothing older than the one before the last is held
     assert service._retired == []
+
+
+def test_the_service_measures_label_free_fusion_when_it_opens(tmp_path: Path) -> None:
+    from densa.index import BM25Config, DenseChannel, VectorIndexConfig
+    from densa.search.calibrate import CALIBRATION_FILE
+    from tests.helpers import HashingEncoder
+    from tests.search.test_calibrate import _corpus
+
+    channels = {"dense": DenseChannel(HashingEncoder(), VectorIndexConfig()), "bm25": BM25Config()}
+    Index.build(_corpus(), tmp_path / "idx", channels=channels).close()
+    assert not (tmp_path / "idx" / CALIBRATION_FILE).exists()
+    service = IndexService(ServeConfig(index=tmp_path / "idx"), encoder=HashingEncoder())
+    try:
+        assert (tmp_path / "idx" / CALIBRATION_FILE).is_file()  # before the first request
+        _, hits = service.search(["shark ocean reef"], 3, SearchConfig(mode="hybrid"), None, rerank=False)
+        assert len(hits[0]) == 3
+    finally:
+        service.close()

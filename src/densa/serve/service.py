@@ -122,6 +122,10 @@ class IndexService:
                 kind.use_encoder(self.encoder)
             else:  # documents on the index's backend, loaded when a write needs it
                 kind.use_encoder(queries=self.encoder)
+        if len(index.channels) > 1:  # measure label-free fusion now, not in the first request
+            from densa.search.calibrate import load_or_measure
+
+            load_or_measure(index, list(index.channels))
         self._index = index
         self._stamp = self._manifest_stamp()
         self._readers: dict[int, int] = {}  # id(index) -> requests reading it
