@@ -26,7 +26,10 @@ MODES = {
     "bm25": SearchConfig(mode="bm25"),
     "dense": SearchConfig(mode="dense"),
     "hybrid rrf (k=60)": SearchConfig(mode="hybrid", fusion=FusionConfig(method="rrf", weights=(1.0, 1.0))),
-    "hybrid weighted (default)": SearchConfig(mode="hybrid"),
+    "hybrid weighted, equal (old default)": SearchConfig(
+        mode="hybrid", fusion=FusionConfig(method="weighted", normalization="zscore")
+    ),
+    "hybrid auto (default, measured without labels)": SearchConfig(mode="hybrid"),
 }
 
 
