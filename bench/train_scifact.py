@@ -42,6 +42,7 @@ from common import (
 from densa.corpus import BeirDataset
 from densa.encode import EncoderConfig, SentenceTransformerEncoder
 from densa.evaluate import evaluate, evaluate_dataset
+from densa.fuse import FusionConfig
 from densa.index import Index
 from densa.rerank import CrossEncoderReranker
 from densa.search import SearchConfig, Searcher
@@ -127,7 +128,13 @@ def rerank_step(
     dev_qrels = Qrels({q.id: train_qrels[q.id] for q in dev_queries})
 
     def score(weight: float | None, queries: list[Query], qrels: Qrels) -> dict[str, Any]:
-        config = SearchConfig(mode="hybrid", rerank_depth=100, rerank_weight=weight or 1.0)
+        # the equal-weight fusion these results were measured with (the default before issue 14)
+        config = SearchConfig(
+            mode="hybrid",
+            fusion=FusionConfig(method="weighted", normalization="zscore"),
+            rerank_depth=100,
+            rerank_weight=weight or 1.0,
+        )
         searcher = Searcher(index, config, reranker=None if weight is None else reranker)
         return evaluate(searcher.search(queries, 100), qrels, METRICS).metrics
 
