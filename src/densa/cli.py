@@ -673,10 +673,11 @@ def eval_(
             rerank_depth=rerank_depth,
             rerank_weight=rerank_weight,
         )
-        result, run = evaluate_dataset(searcher, BeirDataset(dataset), split)
+        beir = BeirDataset(dataset)
+        result, run = evaluate_dataset(searcher, beir, split)
         if output is not None:
             run.write_trec(output)
-        channels = evaluate_channels(searcher, BeirDataset(dataset), split)
+        channels = evaluate_channels(searcher, beir, split)
     if as_json:
         _echo_json(
             {**result.metrics, "channels": {n: r.metrics for n, r in channels.items()}}

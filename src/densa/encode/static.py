@@ -78,7 +78,6 @@ class StaticEncoder:
         self._tokenizer.no_padding()
         self._tokenizer.no_truncation()
         settings = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        self._normalize = bool(settings.get("normalize", True))
         full_dim = self._table.shape[1]
         if config.dim is not None and config.dim > full_dim:
             raise DensaError(f"dim={config.dim} is larger than the model's dimension {full_dim}")

@@ -27,7 +27,14 @@ import numpy.typing as npt
 from densa.fuse.arrays import Ranking, decode, encode_keys, union
 from densa.types import K
 
-__all__ = ["Normalization", "normalize", "normalize_scores", "weighted_arrays", "weighted_fusion"]
+__all__ = [
+    "Normalization",
+    "normalize",
+    "normalize_scores",
+    "normalized_matrix",
+    "weighted_arrays",
+    "weighted_fusion",
+]
 
 Normalization = Literal["minmax", "zscore"]
 
@@ -58,14 +65,26 @@ def weighted_arrays(
     """Weighted sum of normalised scores over the union of ``(ids, scores)`` rankings."""
     if len(weights) != len(rankings):
         raise ValueError(f"{len(weights)} weights for {len(rankings)} rankings")
-    ids = union(rankings)
+    ids, matrix = normalized_matrix(rankings, normalization)
     fused = np.zeros(len(ids), np.float64)
-    for (r_ids, r_scores), weight in zip(rankings, weights, strict=True):
-        norm = normalize(r_scores, normalization)
-        column = np.full(len(ids), norm.min() if len(norm) else 0.0)
-        column[np.searchsorted(ids, r_ids)] = norm
+    for column, weight in zip(matrix, weights, strict=True):
         fused += weight * column
     return ids, fused
+
+
+def normalized_matrix(
+    rankings: Sequence[Ranking], normalization: Normalization
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """The union of the rankings' ids and a ``[rankings, ids]`` matrix of their normalised
+    scores, a ranking's lowest value where it misses an id: what :func:`weighted_arrays`
+    weighs, and what a search over weights scores at once."""
+    ids = union(rankings)
+    matrix = np.empty((len(rankings), len(ids)), np.float64)
+    for row, (r_ids, r_scores) in enumerate(rankings):
+        norm = normalize(r_scores, normalization)
+        matrix[row] = norm.min() if len(norm) else 0.0
+        matrix[row, np.searchsorted(ids, r_ids)] = norm
+    return ids, matrix
 
 
 def weighted_fusion(

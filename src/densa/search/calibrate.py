@@ -32,7 +32,7 @@ import random
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ import numpy.typing as npt
 
 from densa.errors import DensaError
 from densa.fuse.fusion import FusionConfig
-from densa.fuse.weighted import Normalization, normalize
+from densa.fuse.weighted import Normalization, normalized_matrix
 from densa.index import Index
 from densa.types import Document, Query
 
@@ -80,6 +80,9 @@ class Calibration:
     channels: Mapping[str, dict[str, Any]]
     ids: Mapping[str, npt.NDArray[np.int64]]
     scores: Mapping[str, npt.NDArray[np.float64]]
+    _chosen: dict[tuple[tuple[str, ...], tuple[str, ...]], FusionConfig] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @property
     def queries(self) -> int:
@@ -99,7 +102,14 @@ class Calibration:
     def choose(
         self, names: Sequence[str], normalizations: Sequence[Normalization] = _NORMALIZATIONS
     ) -> FusionConfig:
-        """The weighted fusion of ``names`` that ranks the pseudo-queries' answers best."""
+        """The weighted fusion of ``names`` that ranks the pseudo-queries' answers best
+        (computed once per choice of channels: searches ask for it on every request)."""
+        key = (tuple(names), tuple(normalizations))
+        if key not in self._chosen:
+            self._chosen[key] = self._choose(names, normalizations)
+        return self._chosen[key]
+
+    def _choose(self, names: Sequence[str], normalizations: Sequence[Normalization]) -> FusionConfig:
         grid = _simplex(len(names))
         uniform = np.full(len(names), 1.0 / len(names))
         best: tuple[float, float, int] | None = None
@@ -114,29 +124,25 @@ class Calibration:
                     chosen = FusionConfig(method="weighted", weights=weights, normalization=normalization)
         return chosen
 
-    def _columns(self, names: Sequence[str], normalization: Normalization) -> list[npt.NDArray[np.float64]]:
-        """Per query: a ``[channels, candidates]`` matrix of normalised scores over the union
-        of the channels' candidates, the answer in column 0 (its lowest value where a channel
-        missed it, as :func:`~densa.fuse.weighted.weighted_arrays` does)."""
+    def _columns(
+        self, names: Sequence[str], normalization: Normalization
+    ) -> list[tuple[npt.NDArray[np.float64], int | None]]:
+        """Per query: the ``[channels, candidates]`` matrix of normalised scores that weighted
+        fusion weighs (:func:`~densa.fuse.weighted.normalized_matrix`) and the answer's
+        column, ``None`` where no channel found it."""
         missing = [n for n in names if n not in self.ids]
         if missing:
             raise DensaError(f"fusion calibration has no ranking of channel(s) {', '.join(missing)}")
-        out = []
+        out: list[tuple[npt.NDArray[np.float64], int | None]] = []
         for q in range(self.queries):
-            lists = []
+            rankings = []
             for name in names:
                 ids, scores = self.ids[name][q], self.scores[name][q]
                 keep = ids >= 0
-                lists.append((ids[keep], scores[keep]))
-            union = np.unique(np.concatenate([[q], *(ids for ids, _ in lists)]))
-            union = np.concatenate([[q], union[union != q]])
-            matrix = np.empty((len(names), len(union)), np.float64)
-            for row, (ids, scores) in enumerate(lists):
-                norm = normalize(scores, normalization)
-                matrix[row] = norm.min() if len(norm) else 0.0
-                position = {int(d): i for i, d in enumerate(union.tolist())}
-                matrix[row, [position[int(d)] for d in ids.tolist()]] = norm
-            out.append(matrix)
+                rankings.append((ids[keep], scores[keep]))
+            union, matrix = normalized_matrix(rankings, normalization)
+            at = int(np.searchsorted(union, q))
+            out.append((matrix, at if at < len(union) and union[at] == q else None))
         return out
 
     # ----------------------------------------------------------------- files
@@ -259,13 +265,11 @@ def calibrate(index: Index, queries: int = 400) -> Calibration | None:
     """Measure every channel of ``index`` on ``queries`` pseudo-queries now and store the
     result (``densa calibrate``; ``densa index`` and ``add-channel`` call it for an index of
     two or more channels); ``None`` when the corpus is too small to measure."""
-    if len(index.channels) < 2 or len(index) < MIN_QUERIES:
+    if len(index.channels) < 2:
         return None
-    try:
-        calibration = measure(index, queries)
-    except _TooFew:
-        return None
-    calibration.save(index.path)
+    calibration = _measure_if_possible(index, queries)
+    if calibration is not None:
+        calibration.save(index.path)
     return calibration
 
 
@@ -305,32 +309,42 @@ def calibrated_fusion(index: Index, names: Sequence[str], given: FusionConfig) -
 def load_or_measure(index: Index, names: Sequence[str]) -> Calibration | None:
     """The index's stored calibration if it covers ``names``; else a new one, stored when the
     folder is writable; ``None`` when the corpus has too few documents to measure."""
-    if len(index) < MIN_QUERIES:
-        return None
-    key = (str(index.path.resolve()), _stamp(index.path), index.manifest.generation)
+    key = str(index.path.resolve())
+    stamp, documents = _stamp(index.path), len(index)
     if key in _CACHE:
-        cached = _CACHE[key]
-        if cached is None or cached.covers(index, names):
+        cached, cached_stamp, cached_documents = _CACHE[key]
+        if cached_stamp == stamp and (
+            cached.covers(index, names) if cached is not None else cached_documents == documents
+        ):
             return cached
     calibration = Calibration.load(index.path)
     if calibration is None or not calibration.covers(index, names):
-        try:
-            calibration = measure(index)
-        except _TooFew:
-            calibration = None
-        else:
+        calibration = _measure_if_possible(index)
+        if calibration is not None:
             with contextlib.suppress(OSError):  # a read-only index keeps the measurement in memory
                 calibration.save(index.path)
     _CACHE.clear()
-    _CACHE[(str(index.path.resolve()), _stamp(index.path), index.manifest.generation)] = calibration
+    _CACHE[key] = (calibration, _stamp(index.path), documents)
     return calibration
+
+
+def _measure_if_possible(index: Index, queries: int = 400) -> Calibration | None:
+    """:func:`measure`, or ``None`` when the corpus is too small for it."""
+    if len(index) < MIN_QUERIES:
+        return None
+    try:
+        return measure(index, queries)
+    except _TooFew:
+        return None
 
 
 class _TooFew(DensaError):
     """The corpus has too few documents long enough to cut a pseudo-query from."""
 
 
-_CACHE: dict[tuple[str, tuple[int, int], int], Calibration | None] = {}
+#: The last calibration used, by index folder: (calibration, its file's stamp, the document
+#: count it was judged on, which matters only when the corpus was too small to measure).
+_CACHE: dict[str, tuple[Calibration | None, tuple[int, int], int]] = {}
 
 
 def _stamp(index_path: Path) -> tuple[int, int]:
@@ -350,13 +364,15 @@ def _simplex(n: int) -> npt.NDArray[np.float64]:
 
 
 def _mrr_at_10(
-    columns: Sequence[npt.NDArray[np.float64]], grid: npt.NDArray[np.float64]
+    columns: Sequence[tuple[npt.NDArray[np.float64], int | None]], grid: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.float64]:
-    """MRR@10 of each weight row of ``grid`` over the queries' score matrices (answer in
-    column 0; a tie with the answer counts against it)."""
+    """MRR@10 of each weight row of ``grid`` over the queries' score matrices and answer
+    columns (a candidate tied with the answer counts against it; a missed answer scores 0)."""
     total = np.zeros(len(grid), np.float64)
-    for matrix in columns:
+    for matrix, answer in columns:
+        if answer is None:
+            continue
         fused = grid @ matrix  # [grid, candidates]
-        rank = (fused[:, 1:] >= fused[:, :1]).sum(axis=1)  # candidates at or above the answer
+        rank = (fused >= fused[:, answer : answer + 1]).sum(axis=1) - 1  # others at or above it
         total += np.where(rank < 10, 1.0 / (rank + 1), 0.0)
     return total / max(len(columns), 1)
