@@ -48,6 +48,7 @@ from densa.types import Document, Query
 __all__ = [
     "CALIBRATION_FILE",
     "MIN_QUERIES",
+    "PSEUDO_QUERIES",
     "Calibration",
     "calibrate",
     "calibrated_fusion",
@@ -63,6 +64,8 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _MIN_WORDS = 20  # documents shorter than this give no usable (sentence, rest) pair
 _QUERY_WORDS = 32  # a cut sentence longer than this is trimmed (queries are short)
 _NORMALIZATIONS: tuple[Normalization, ...] = ("zscore", "minmax")
+#: Pseudo-queries a measurement cuts from the corpus by default.
+PSEUDO_QUERIES = 400
 #: Fewer pseudo-queries than this measure nothing: such an index fuses with equal weights.
 MIN_QUERIES = 50
 
@@ -230,7 +233,7 @@ def inverse_cloze(documents: Sequence[Document], seed: int = 0) -> list[tuple[st
     return pairs
 
 
-def measure(index: Index, queries: int = 400, depth: int = 100, seed: int = 0) -> Calibration:
+def measure(index: Index, queries: int = PSEUDO_QUERIES, depth: int = 100, seed: int = 0) -> Calibration:
     """Rank the pseudo-queries' side index with every channel of ``index`` (see the module)."""
     from densa.search.config import SearchConfig
     from densa.search.searcher import Searcher
@@ -261,7 +264,7 @@ def measure(index: Index, queries: int = 400, depth: int = 100, seed: int = 0) -
     return Calibration({n: r.to_dict() for n, r in index.channels.items()}, ids, scores)
 
 
-def calibrate(index: Index, queries: int = 400) -> Calibration | None:
+def calibrate(index: Index, queries: int = PSEUDO_QUERIES) -> Calibration | None:
     """Measure every channel of ``index`` on ``queries`` pseudo-queries now and store the
     result (``densa calibrate``; ``densa index`` and ``add-channel`` call it for an index of
     two or more channels); ``None`` when the corpus is too small to measure."""
@@ -328,7 +331,7 @@ def load_or_measure(index: Index, names: Sequence[str]) -> Calibration | None:
     return calibration
 
 
-def _measure_if_possible(index: Index, queries: int = 400) -> Calibration | None:
+def _measure_if_possible(index: Index, queries: int = PSEUDO_QUERIES) -> Calibration | None:
     """:func:`measure`, or ``None`` when the corpus is too small for it."""
     if len(index) < MIN_QUERIES:
         return None

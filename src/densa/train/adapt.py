@@ -27,7 +27,7 @@ from densa.encode.config import EncoderConfig
 from densa.encode.model_files import is_sentence_transformers_folder, resolve_model_path
 from densa.errors import ConfigError, DensaError
 from densa.index import DenseChannel, Index
-from densa.search.calibrate import inverse_cloze, sample_documents
+from densa.search.calibrate import PSEUDO_QUERIES, inverse_cloze, sample_documents
 from densa.search.config import SearchConfig
 from densa.search.searcher import Searcher
 from densa.train.bi_encoder import TrainConfig, TrainResult, train_bi_encoder
@@ -36,7 +36,7 @@ from densa.types import Document, Query
 
 __all__ = ["AdaptConfig", "AdaptResult", "adapt", "before_after", "pseudo_examples"]
 
-_CALIBRATION_QUERIES = 400  # the documents the fusion is measured on come first in hash order
+_CALIBRATION_QUERIES = PSEUDO_QUERIES  # the documents the fusion is measured on come first
 
 
 @dataclass(frozen=True)
@@ -108,8 +108,8 @@ def pseudo_examples(index: Index, config: AdaptConfig) -> tuple[int, list[Traini
         ids = ranked[query.id]
         if doc.id not in ids[: config.keep_within]:
             continue
-        after = [d for d in ids[ids.index(doc.id) + 1 :] if d != doc.id][config.skip :]
-        negatives = tuple(_passage(by_id[d]) for d in after[: config.hard_negatives] if d in by_id)
+        after = ids[ids.index(doc.id) + 1 :][config.skip :]
+        negatives = tuple(Passage.of(by_id[d]) for d in after[: config.hard_negatives] if d in by_id)
         examples.append(
             TrainingExample(text, (Passage(rest, doc.title, doc.id),), negatives, id=f"{doc.id}:{query.id}")
         )
@@ -159,10 +159,6 @@ def _documents(index: Index, ids: Sequence[str]) -> dict[str, Document]:
     rows = snapshot.locate(ids)
     docs = snapshot.documents(rows.values())
     return {doc_id: docs[row] for doc_id, row in rows.items()}
-
-
-def _passage(doc: Document) -> Passage:
-    return Passage(doc.text, doc.title, doc.id)
 
 
 def before_after(

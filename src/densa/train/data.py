@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from densa.errors import InputError
+from densa.types import Document
 
 __all__ = ["Passage", "TrainingExample", "read_dpr", "split_dev", "write_dpr"]
 
@@ -35,6 +36,11 @@ class Passage:
     @property
     def full_text(self) -> str:
         return f"{self.title} {self.text}".strip() if self.title else self.text
+
+    @classmethod
+    def of(cls, doc: Document) -> Passage:
+        """A corpus document as a training passage (its id kept)."""
+        return cls(doc.text, doc.title, doc.id)
 
     def to_dpr(self) -> dict[str, str]:
         return {"title": self.title, "text": self.text, "passage_id": self.id}

@@ -57,10 +57,6 @@ class MiningConfig:
             raise ConfigError("relative_margin must be in [0, 1)")
 
 
-def _passage(doc: Document) -> Passage:
-    return Passage(doc.text, doc.title, doc.id)
-
-
 def mine_negatives(
     queries: Sequence[Query],
     qrels: Qrels,
@@ -86,13 +82,13 @@ def mine_negatives(
                 continue
             if ceiling is not None and hit.score > ceiling:
                 continue
-            negatives.append(_passage(documents[hit.doc_id]))
+            negatives.append(Passage.of(documents[hit.doc_id]))
             if len(negatives) == config.per_query:
                 break
         examples.append(
             TrainingExample(
                 question=query.text,
-                positives=tuple(_passage(p) for p in positives),
+                positives=tuple(Passage.of(p) for p in positives),
                 hard_negatives=tuple(negatives),
                 id=query.id,
             )
