@@ -462,7 +462,7 @@ def distill(
     pca_dims: Annotated[int, typer.Option(help="Dimensions kept by PCA (0: keep all).")] = 256,
 ) -> None:
     """Distil a static embedding model (model2vec's recipe) from a transformer, offline; index
-    with it through --model OUTPUT (about 50x faster to encode than MiniLM here)."""
+    with it through --model OUTPUT (165-206x faster to encode than MiniLM here, bench/results/static.md)."""
     from densa.encode.static import distill as distil_static
 
     folder = distil_static(output, model, pca_dims=pca_dims or None, progress=True)
