@@ -26,7 +26,7 @@ from densa.train.data import Passage, TrainingExample, split_dev
 from densa.train.infonce import InfoNCELoss
 from densa.train.runs import run_and_save, shared_arguments
 
-__all__ = ["TrainConfig", "TrainResult", "build_dataset", "train_bi_encoder"]
+__all__ = ["TrainConfig", "TrainResult", "build_dataset", "dev_collection", "train_bi_encoder"]
 
 
 @dataclass(frozen=True)
@@ -150,20 +150,30 @@ def build_dataset(
     return columns
 
 
+def dev_collection(
+    dev: Sequence[TrainingExample], train: Sequence[TrainingExample]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, set[str]]]:
+    """``(queries, corpus, relevant)`` of the dev split, for sentence-transformers' retrieval
+    evaluators: the dev questions' positives and hard negatives plus, as distractors, the
+    positives of up to 2,000 training questions."""
+    corpus: dict[str, Any] = {}
+    for example in dev:
+        for passage in (*example.positives, *example.hard_negatives):
+            corpus[_passage_id(passage)] = passage.full_text
+    for example in train[:2000]:
+        for passage in example.positives:
+            corpus.setdefault(_passage_id(passage), passage.full_text)
+    queries: dict[str, Any] = {f"dev{i}": e.question for i, e in enumerate(dev)}
+    relevant = {f"dev{i}": {_passage_id(p) for p in e.positives} for i, e in enumerate(dev)}
+    return queries, corpus, relevant
+
+
 def _dev_evaluator(
     dev: Sequence[TrainingExample], train: Sequence[TrainingExample], config: TrainConfig
 ) -> Any:
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
-    corpus: dict[str, Any] = {}
-    for example in dev:
-        for passage in (*example.positives, *example.hard_negatives):
-            corpus[_passage_id(passage)] = passage.full_text
-    for example in train[:2000]:  # distractors: other questions' positives
-        for passage in example.positives:
-            corpus.setdefault(_passage_id(passage), passage.full_text)
-    queries: dict[str, Any] = {f"dev{i}": e.question for i, e in enumerate(dev)}
-    relevant = {f"dev{i}": {_passage_id(p) for p in e.positives} for i, e in enumerate(dev)}
+    queries, corpus, relevant = dev_collection(dev, train)
     return InformationRetrievalEvaluator(
         queries,
         corpus,

@@ -1,6 +1,6 @@
 """The channel registry: kind name -> the factory that builds and opens channels of that kind.
 
-densa's own kinds (``dense``, ``bm25``) are registered on first lookup, by module path, so
+densa's own kinds (``dense``, ``bm25``, ``colbert``) are registered on first lookup, by module path, so
 importing densa loads neither FAISS nor bm25s. Another kind is one call::
 
     from densa.index.channels import registry
@@ -19,7 +19,11 @@ from densa.index.channels.base import ChannelFactory
 
 __all__ = ["get", "kinds", "register"]
 
-_BUILT_IN = {"dense": "densa.index.channels.dense", "bm25": "densa.index.channels.bm25"}
+_BUILT_IN = {
+    "dense": "densa.index.channels.dense",
+    "bm25": "densa.index.channels.bm25",
+    "colbert": "densa.index.channels.colbert",
+}
 _FACTORIES: dict[str, ChannelFactory] = {}
 
 

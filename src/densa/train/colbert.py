@@ -1,0 +1,152 @@
+"""ColBERT training on sentence-transformers' multi-vector trainer.
+
+Contrastive loss over MaxSim scores (Khattab & Zaharia 2020; ColBERTv2's in-batch plus hard
+negatives): every question is scored against all the step's positives and hard negatives,
+cross-entropy on the right one (``MultiVectorMultipleNegativesRankingLoss``, temperature 1
+as PyLate and sentence-transformers recommend for an unbounded MaxSim). Training starts from
+a ColBERT folder (fine-tuning) or from any bi-encoder / transformer: then a new 128-d token
+projection is added (:func:`densa.encode.colbert.new_colbert_model`). The same DPR-format data
+as ``densa train``; dev nDCG@10 by MaxSim during training; resumable from checkpoints. The
+saved model is a sentence-transformers ``MultiVectorEncoder`` folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from densa.encode.colbert import is_colbert_model, new_colbert_model
+from densa.encode.config import DEFAULT_MODEL
+from densa.encode.model_files import resolve_model_path
+from densa.errors import ConfigError
+from densa.train.bi_encoder import TrainResult, build_dataset, dev_collection
+from densa.train.data import TrainingExample, split_dev
+from densa.train.runs import run_and_save, shared_arguments
+
+__all__ = ["ColbertTrainConfig", "train_colbert"]
+
+_DEV_METRIC = "eval_dev_maxsim_ndcg@10"
+
+
+@dataclass(frozen=True)
+class ColbertTrainConfig:
+    """ColBERT training options (the names and meanings of :class:`~densa.train.TrainConfig`).
+
+    Parameters
+    ----------
+    base
+        A ColBERT folder to fine-tune, or a bi-encoder / transformer to start a new one from
+        (default: the bundled all-MiniLM-L6-v2).
+    dim, query_length, document_length
+        For a new model: token dimension, query length after [MASK] expansion, document limit.
+    temperature
+        Softmax temperature over MaxSim scores (1: the scores are sums over query tokens).
+    """
+
+    base: str = DEFAULT_MODEL
+    dim: int = 128
+    query_length: int = 32
+    document_length: int = 180
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 32
+    learning_rate: float = 3e-5
+    warmup_ratio: float = 0.1
+    temperature: float = 1.0
+    hard_negatives: int = 1
+    dev_fraction: float = 0.1
+    eval_steps: int = 50
+    save_steps: int = 50
+    logging_steps: int = 10
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 2:
+            raise ConfigError("batch_size must be at least 2 (in-batch negatives)")
+        if self.temperature <= 0 or self.learning_rate <= 0:
+            raise ConfigError("temperature and learning_rate must be positive")
+        if self.hard_negatives < 0 or self.dim < 1:
+            raise ConfigError("hard_negatives must be >= 0 and dim positive")
+        if not 0 <= self.dev_fraction < 1:
+            raise ConfigError("dev_fraction must be in [0, 1)")
+
+
+def _model(config: ColbertTrainConfig) -> Any:
+    from sentence_transformers import MultiVectorEncoder
+
+    path = resolve_model_path(config.base)
+    if is_colbert_model(path):
+        return MultiVectorEncoder(str(path), local_files_only=True)
+    return new_colbert_model(
+        config.base,
+        dim=config.dim,
+        query_length=config.query_length,
+        document_length=config.document_length,
+        seed=config.seed,
+    )
+
+
+def _dev_evaluator(dev: Sequence[TrainingExample], train: Sequence[TrainingExample]) -> Any:
+    from sentence_transformers.multi_vector_encoder.evaluation import MultiVectorInformationRetrievalEvaluator
+
+    queries, corpus, relevant = dev_collection(dev, train)
+    return MultiVectorInformationRetrievalEvaluator(
+        queries,
+        corpus,
+        relevant,
+        name="dev",
+        ndcg_at_k=[10],
+        mrr_at_k=[10],
+        accuracy_at_k=[1, 10],
+        precision_recall_at_k=[10],
+        map_at_k=[10],
+        write_csv=False,
+    )
+
+
+def train_colbert(
+    examples: Sequence[TrainingExample],
+    output: str | Path,
+    config: ColbertTrainConfig,
+    *,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a ColBERT model on DPR-format examples and save it to ``output`` (a
+    ``MultiVectorEncoder`` folder, with ``training.png`` and ``densa_training.json``); a second
+    call with the same output resumes from the last checkpoint."""
+    from datasets import Dataset
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.multi_vector_encoder import (
+        MultiVectorEncoderTrainer,
+        MultiVectorEncoderTrainingArguments,
+    )
+    from sentence_transformers.multi_vector_encoder.losses import MultiVectorMultipleNegativesRankingLoss
+
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    train, dev = split_dev(examples, config.dev_fraction, config.seed)
+    if not train:
+        raise ConfigError("no training examples left after carving the dev split")
+    columns = build_dataset(train, config.hard_negatives, config.seed)
+    model = _model(config)
+    # the markers go in as each column's prompt, exactly as encode_query / encode_document add them
+    prompts = {
+        column: model.prompts.get("query" if column == "query" else "document") or "" for column in columns
+    }
+    args = MultiVectorEncoderTrainingArguments(
+        **shared_arguments(output, config, has_dev=bool(dev), progress=progress),
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        prompts={c: p for c, p in prompts.items() if p},
+    )
+    trainer = MultiVectorEncoderTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_dict(columns),
+        loss=MultiVectorMultipleNegativesRankingLoss(model, scale=1.0 / config.temperature),
+        evaluator=_dev_evaluator(dev, train) if dev else None,
+    )
+    examples_info = {"train": len(train), "dev": len(dev), "pairs": len(columns["query"])}
+    run = run_and_save(trainer, model, output, config, examples_info, _DEV_METRIC)
+    return TrainResult(output, run.steps, run.seconds, run.history, run.dev_score)
