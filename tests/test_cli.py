@@ -335,3 +335,51 @@ def test_adapt_adds_an_adapted_channel_and_prints_before_and_after(tmp_path: Pat
     lines = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
     assert {"dense", "adapted", "dense+bm25", "adapted+bm25"} <= set(lines)
     assert json.loads(_ok(["info", str(path)]))["channels"]["adapted"]["kind"] == "dense"
+
+
+def test_train_a_colbert_model_index_and_search_with_it(tmp_path: Path, tiny_bert: Path) -> None:
+    from densa.train import write_dpr
+    from tests.train.test_training import _examples
+
+    data = tmp_path / "train.jsonl"
+    write_dpr(_examples(), data)
+    model = tmp_path / "colbert"
+    trained = _ok(
+        [
+            *(
+                "train",
+                "--family",
+                "colbert",
+                "--data",
+                str(data),
+                "-o",
+                str(model),
+                "--base",
+                str(tiny_bert),
+            ),
+            *("--max-steps", "2", "--batch-size", "8", "--dim", "16", "--max-length", "48"),
+        ]
+    )
+    assert "--channel colbert --colbert-model" in trained
+    refused = runner.invoke(
+        app, ["train", "--family", "colbert", "--data", str(data), "-o", str(model), "--separate-towers"]
+    )
+    assert refused.exit_code == 2 and "not for --family colbert" in refused.output
+    path = tmp_path / "idx"
+    corpus = str(TINY / "corpus.jsonl")
+    missing = runner.invoke(app, ["index", corpus, "-o", str(path), "--channel", "colbert"])
+    assert missing.exit_code != 0 and "needs --colbert-model DIR" in str(missing.exception)
+    out = _ok(
+        [
+            *("index", corpus, "-o", str(path), "--channel", "colbert", "--channel", "bm25"),
+            "--colbert-model",
+            str(model),
+        ]
+    )
+    assert "indexed 10 documents" in out and "channels: colbert, bm25" in out
+    info = json.loads(_ok(["info", str(path)]))
+    assert info["channels"]["colbert"]["kind"] == "colbert"
+    hits = json.loads(_ok(["search", str(path), "heart attack", "--mode", "colbert", "--json", "-k", "3"]))
+    assert len(hits) == 3
+    fused = _ok(["eval", str(path), "--dataset", str(TINY), "--mode", "colbert+bm25"])
+    assert "colbert" in fused and "bm25" in fused

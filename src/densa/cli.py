@@ -79,7 +79,10 @@ NormOpt = Annotated[str | None, typer.Option(help="Weighted fusion normalisation
 RrfKOpt = Annotated[float | None, typer.Option(help="RRF's rank constant (default 60).")]
 DepthOpt = Annotated[int, typer.Option(help="Candidates taken from each channel before fusion.")]
 TopPassagesOpt = Annotated[int, typer.Option(help="Passages summed by --aggregate sum.")]
-RerankOpt = Annotated[Path | None, typer.Option(help="Cross-encoder folder to rerank the top candidates.")]
+RerankOpt = Annotated[
+    Path | None,
+    typer.Option(help="Cross-encoder (or ColBERT model: MaxSim) folder to rerank the top candidates."),
+]
 RerankDepthOpt = Annotated[int, typer.Option(help="Candidates the cross-encoder rescores.")]
 RerankWeightOpt = Annotated[
     float,
@@ -140,11 +143,11 @@ def _searcher(
 ) -> Searcher:
     """A searcher from the options ``search`` and ``eval`` share: ``config`` holds the
     :class:`SearchConfig` fields given as they are (mode, depth, aggregate, ...)."""
-    from densa.rerank import CrossEncoderReranker
+    from densa.rerank import load_reranker
     from densa.search import SearchConfig, Searcher
 
     fused = _fusion_config(fusion, weights, normalization, rrf_k)
-    reranker = CrossEncoderReranker(rerank, show_progress=True) if rerank is not None else None
+    reranker = load_reranker(rerank, show_progress=True) if rerank is not None else None
     return Searcher(index, SearchConfig(fusion=fused, **config), reranker=reranker)
 
 
@@ -167,8 +170,17 @@ ChannelOpt = Annotated[
     typer.Option(
         "--channel",
         help="A channel to build, [NAME=]KIND[:BACKEND], repeatable: dense, dense:hnsw, e5=dense:ivf-pq, "
-        "bm25 (default: dense and bm25).",
+        "bm25, colbert (with --colbert-model) (default: dense and bm25).",
     ),
+]
+ColbertModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="ColBERT model folder of colbert channels (densa train --family colbert, PyLate, colbert-ai)."
+    ),
+]
+ColbertBitsOpt = Annotated[
+    int, typer.Option(help="Colbert channels: bits per dimension of token residuals (1/2/4/8).")
 ]
 EngineOpt = Annotated[
     str | None,
@@ -177,6 +189,12 @@ EngineOpt = Annotated[
         "index folder; one process at a time), qdrant+http://HOST:6333 | milvus://HOST:19530 (a server)."
     ),
 ]
+
+
+def _colbert_config(model: str | None, nbits: int, batch_size: int, device: str | None) -> Any:
+    from densa.index.channels.colbert import ColbertChannel
+
+    return ColbertChannel(model or "", nbits=nbits, batch_size=batch_size, device=device)
 
 
 def _encoder_config(**options: Any) -> Any:
@@ -213,6 +231,8 @@ def index(
     pq_m: Annotated[int | None, typer.Option(help="PQ bytes per vector (default dim/8).")] = None,
     ef_search: Annotated[int, typer.Option(help="HNSW search beam width.")] = 128,
     engine: EngineOpt = None,
+    colbert_model: ColbertModelOpt = None,
+    colbert_nbits: ColbertBitsOpt = 2,
     chunk_tokens: Annotated[
         int | None, typer.Option(help="Split documents into passages of N tokens.")
     ] = None,
@@ -261,7 +281,13 @@ def index(
         ef_search=ef_search,
         engine=engine,
     )
-    configs = channel_configs(channel or ["dense", "bm25"], encoder, vectors, BM25Config(k1=k1, b=b))
+    configs = channel_configs(
+        channel or ["dense", "bm25"],
+        encoder,
+        vectors,
+        BM25Config(k1=k1, b=b),
+        _colbert_config(colbert_model, colbert_nbits, batch_size, device),
+    )
     chunking = ChunkConfig(chunk_tokens, chunk_overlap) if chunk_tokens else None
     report = SkipReport()
     docs = read_corpus(corpus, format=corpus_format, skip_bad=skip_bad, report=report)  # type: ignore[arg-type]
@@ -366,6 +392,8 @@ def add_channel(
     dim: DimOpt = None,
     kind: Annotated[str, typer.Option(help="FAISS kind when BACKEND is not given.")] = "flat",
     engine: EngineOpt = None,
+    colbert_model: ColbertModelOpt = None,
+    colbert_nbits: ColbertBitsOpt = 2,
     k1: K1Opt = 1.5,
     b: BOpt = 0.75,
     batch_size: BatchSizeOpt = 32,
@@ -395,6 +423,7 @@ def add_channel(
         encoder,
         VectorIndexConfig(kind=kind, engine=engine),  # type: ignore[arg-type]
         BM25Config(k1=k1, b=b),
+        _colbert_config(colbert_model, colbert_nbits, batch_size, device),
     ).items()
     updated = Index.open(index_path).add_channel(name, config, progress=True)
     stats = updated.build_stats
@@ -755,6 +784,10 @@ def mine_negatives(
 def train(
     data: Annotated[Path, typer.Option(help="DPR-format training data (JSONL or DPR's JSON).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Model folder to write.")],
+    family: Annotated[
+        str,
+        typer.Option(help="dense (a bi-encoder) | colbert (late interaction, MaxSim over token vectors)."),
+    ] = "dense",
     base: Annotated[str | None, typer.Option(help="Model to start from (default: bundled MiniLM).")] = None,
     pooling: Annotated[str | None, typer.Option(help="Pooling for a plain transformers base.")] = None,
     query_prefix: Annotated[str, typer.Option(help="Query instruction.")] = "",
@@ -764,47 +797,92 @@ def train(
     max_steps: Annotated[int, typer.Option(help="Stop after N steps (overrides --epochs).")] = -1,
     batch_size: Annotated[int, typer.Option(help="Questions per step.")] = 32,
     mini_batch_size: Annotated[int | None, typer.Option(help="Gradient caching chunk size.")] = None,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-5,
+    learning_rate: Annotated[
+        float | None, typer.Option(help="Peak learning rate (default: dense 2e-5, colbert 3e-5).")
+    ] = None,
     warmup_ratio: Annotated[float, typer.Option(help="Warm-up share of the steps.")] = 0.1,
-    temperature: Annotated[float, typer.Option(help="InfoNCE temperature.")] = 0.05,
+    temperature: Annotated[
+        float | None, typer.Option(help="Softmax temperature (default: dense 0.05, colbert 1 over MaxSim).")
+    ] = None,
     hard_negatives: Annotated[int, typer.Option(help="Hard negatives per question.")] = 1,
     matryoshka: Annotated[str | None, typer.Option(help="Matryoshka dims, e.g. 384,256,128,64.")] = None,
+    dim: Annotated[int, typer.Option(help="colbert: token vector dimension of a new model.")] = 128,
     dev_fraction: Annotated[float, typer.Option(help="Share of the data held out as dev.")] = 0.1,
     max_length: Annotated[
-        int | None, typer.Option(help="Token limit while training (saved with the model).")
+        int | None,
+        typer.Option(
+            help="Token limit while training, saved with the model (colbert: document length, 180)."
+        ),
     ] = None,
     eval_steps: Annotated[int, typer.Option(help="Score dev every N steps.")] = 50,
     save_steps: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 50,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
 ) -> None:
-    """Fine-tune a bi-encoder: InfoNCE with in-batch and hard negatives."""
+    """Train a retriever on questions with positives and hard negatives: a bi-encoder (InfoNCE with
+    in-batch and hard negatives) or a ColBERT model (the same loss over MaxSim scores)."""
     from densa.encode import DEFAULT_MODEL
     from densa.train import TrainConfig, read_dpr, train_bi_encoder
 
-    config = TrainConfig(
-        base=base or DEFAULT_MODEL,
-        pooling=pooling,  # type: ignore[arg-type]
-        query_prefix=query_prefix,
-        passage_prefix=passage_prefix,
-        separate_towers=separate_towers,
-        epochs=epochs,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        mini_batch_size=mini_batch_size,
-        learning_rate=learning_rate,
-        warmup_ratio=warmup_ratio,
-        temperature=temperature,
-        hard_negatives=hard_negatives,
-        matryoshka_dims=_int_list(matryoshka),
-        dev_fraction=dev_fraction,
-        max_length=max_length,
-        eval_steps=eval_steps,
-        save_steps=save_steps,
-        seed=seed,
-    )
-    result = train_bi_encoder(read_dpr(data), output, config)
+    if family not in ("dense", "colbert"):
+        raise typer.BadParameter(f"--family is dense or colbert, not {family!r}")
+    result: Any
+    if family == "colbert":
+        from densa.train.colbert import ColbertTrainConfig, train_colbert
+
+        unsupported = {
+            "--pooling": pooling is not None,
+            "--query-prefix / --passage-prefix": bool(query_prefix or passage_prefix),
+            "--separate-towers": separate_towers,
+            "--mini-batch-size": mini_batch_size is not None,
+            "--matryoshka": matryoshka is not None,
+        }
+        if any(unsupported.values()):
+            names = ", ".join(k for k, v in unsupported.items() if v)
+            raise typer.BadParameter(f"{names}: not for --family colbert")
+        colbert = ColbertTrainConfig(
+            base=base or DEFAULT_MODEL,
+            dim=dim,
+            document_length=max_length or ColbertTrainConfig.document_length,
+            epochs=epochs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            learning_rate=learning_rate or ColbertTrainConfig.learning_rate,
+            warmup_ratio=warmup_ratio,
+            temperature=temperature or ColbertTrainConfig.temperature,
+            hard_negatives=hard_negatives,
+            dev_fraction=dev_fraction,
+            eval_steps=eval_steps,
+            save_steps=save_steps,
+            seed=seed,
+        )
+        result = train_colbert(read_dpr(data), output, colbert)
+        use = f"index it with: densa index CORPUS -o INDEX --channel colbert --colbert-model {output}"
+    else:
+        config = TrainConfig(
+            base=base or DEFAULT_MODEL,
+            pooling=pooling,  # type: ignore[arg-type]
+            query_prefix=query_prefix,
+            passage_prefix=passage_prefix,
+            separate_towers=separate_towers,
+            epochs=epochs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            mini_batch_size=mini_batch_size,
+            learning_rate=learning_rate or TrainConfig.learning_rate,
+            warmup_ratio=warmup_ratio,
+            temperature=temperature or TrainConfig.temperature,
+            hard_negatives=hard_negatives,
+            matryoshka_dims=_int_list(matryoshka),
+            dev_fraction=dev_fraction,
+            max_length=max_length,
+            eval_steps=eval_steps,
+            save_steps=save_steps,
+            seed=seed,
+        )
+        result = train_bi_encoder(read_dpr(data), output, config)
+        use = f"index with it: densa index CORPUS -o INDEX --model {output}"
     dev = f", dev nDCG@10 {result.dev_ndcg:.4f}" if result.dev_ndcg is not None else ""
-    typer.echo(f"trained {result.steps} steps in {result.seconds:.0f}s{dev}; model in {output}")
+    typer.echo(f"trained {result.steps} steps in {result.seconds:.0f}s{dev}; model in {output}; {use}")
 
 
 @app.command("train-reranker")

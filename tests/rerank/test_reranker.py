@@ -82,3 +82,27 @@ def test_rerank_weight_mixes_cross_encoder_and_first_stage_z_scores(
 def test_a_bi_encoder_folder_is_refused_as_a_reranker(minilm_path: Path) -> None:
     with pytest.raises(DensaError, match="is not a cross-encoder"):
         CrossEncoderReranker(minilm_path)
+
+
+def test_a_colbert_folder_reranks_by_maxsim(tmp_path: Path, tiny_bert: Path) -> None:
+    from densa.encode.colbert import ColbertEncoder, maxsim, new_colbert_model
+    from densa.rerank import ColbertReranker, load_reranker
+
+    folder = tmp_path / "colbert"
+    new_colbert_model(
+        str(tiny_bert), dim=16, query_length=16, document_length=48, device="cpu"
+    ).save_pretrained(str(folder))
+    reranker = load_reranker(folder)
+    assert isinstance(reranker, ColbertReranker) and isinstance(reranker, Reranker)
+    pairs = [("heart attack", "the heart muscle dies"), ("heart attack", "sharks"), ("sharks", "sharks")]
+    encoder = ColbertEncoder(str(folder), device="cpu")
+    expected = [
+        maxsim(encoder.encode_queries([q]).vectors, encoder.encode_documents([p]).vectors) for q, p in pairs
+    ]
+    assert reranker.score(pairs) == pytest.approx(expected, rel=1e-5)
+    index = Index.build(read_corpus(TINY / "corpus.jsonl"), tmp_path / "ix", encoder=HashingEncoder())
+    hits = search(
+        index, "heart attack", 5, config=SearchConfig(mode="dense", rerank_depth=5), reranker=reranker
+    )[0]
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True) and len(hits) == 5

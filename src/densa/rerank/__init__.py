@@ -1,5 +1,5 @@
-"""Rerank stage: cross-encoders over the top of a ranking."""
+"""Rerank stage: cross-encoders (or ColBERT's MaxSim) over the top of a ranking."""
 
-from densa.rerank.reranker import CrossEncoderReranker, Reranker
+from densa.rerank.reranker import ColbertReranker, CrossEncoderReranker, Reranker, load_reranker
 
-__all__ = ["CrossEncoderReranker", "Reranker"]
+__all__ = ["ColbertReranker", "CrossEncoderReranker", "Reranker", "load_reranker"]

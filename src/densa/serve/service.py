@@ -30,7 +30,7 @@ from densa.encode.encoder import Encoder
 from densa.index import Filter, Index
 from densa.index.channels.base import TokenizingKind
 from densa.index.manifest import MANIFEST, Manifest
-from densa.rerank.reranker import CrossEncoderReranker
+from densa.rerank.reranker import load_reranker
 from densa.search import SearchConfig, Searcher, resolve_channels
 from densa.serve.batching import Batcher
 from densa.serve.config import ServeConfig
@@ -97,9 +97,7 @@ class IndexService:
         self._given = encoder
         self._state_lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self.reranker = (
-            CrossEncoderReranker(config.reranker, device=config.device) if config.reranker else None
-        )
+        self.reranker = load_reranker(config.reranker, device=config.device) if config.reranker else None
         self.started = time.time()
         self.searches = 0
         self.writes = 0

@@ -1,9 +1,9 @@
 """Channels named on the command line: ``[NAME=]KIND[:BACKEND]``.
 
 ``dense`` (a dense channel named ``dense`` on the default FAISS kind), ``dense:hnsw``,
-``e5=dense:ivf-pq``, ``bm25``. The model and FAISS options of ``densa index`` apply to
-every dense channel named; another registered kind can be named if its factory has a
-``config(backend)`` method returning a default config.
+``e5=dense:ivf-pq``, ``bm25``, ``colbert``. The model and FAISS options of ``densa index`` apply
+to every dense channel named, the ColBERT options to every colbert channel; another registered
+kind can be named if its factory has a ``config(backend)`` method returning a default config.
 
 Examples
 --------
@@ -25,6 +25,7 @@ from densa.encode.encoder import Encoder
 from densa.errors import ConfigError
 from densa.index.channels import registry
 from densa.index.channels.bm25 import BM25Config
+from densa.index.channels.colbert import ColbertChannel
 from densa.index.channels.dense import DenseChannel
 from densa.index.manifest import check_channel_name
 from densa.index.vectors import IndexKind, VectorIndexConfig
@@ -49,8 +50,10 @@ def channel_configs(
     encoder: Encoder | EncoderConfig,
     vectors: VectorIndexConfig,
     bm25: BM25Config,
+    colbert: ColbertChannel | None = None,
 ) -> dict[str, Any]:
-    """``{name: config}`` for the channels ``specs`` name (in order)."""
+    """``{name: config}`` for the channels ``specs`` name (in order); ``colbert`` is the config
+    of colbert channels (their model has no default)."""
     out: dict[str, Any] = {}
     for spec in specs:
         name, kind, backend = parse_spec(spec)
@@ -65,6 +68,12 @@ def channel_configs(
             if backend is not None:
                 raise ConfigError(f"channel {spec!r}: bm25 has no backend to choose")
             out[name] = bm25
+        elif kind == "colbert":
+            if backend is not None:
+                raise ConfigError(f"channel {spec!r}: colbert has no backend to choose (see --colbert-nbits)")
+            if colbert is None or not colbert.model:
+                raise ConfigError(f"channel {spec!r}: a colbert channel needs --colbert-model DIR")
+            out[name] = colbert
         else:
             factory = registry.get(kind)
             make = getattr(factory, "config", None)
