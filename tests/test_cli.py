@@ -383,3 +383,43 @@ def test_train_a_colbert_model_index_and_search_with_it(tmp_path: Path, tiny_ber
     assert len(hits) == 3
     fused = _ok(["eval", str(path), "--dataset", str(TINY), "--mode", "colbert+bm25"])
     assert "colbert" in fused and "bm25" in fused
+
+
+def test_train_a_splade_model_index_and_search_with_it(tmp_path: Path, tiny_bert: Path) -> None:
+    from densa.train import write_dpr
+    from tests.train.test_training import _examples
+
+    data = tmp_path / "train.jsonl"
+    write_dpr(_examples(), data)
+    model = tmp_path / "splade"
+    trained = _ok(
+        [
+            *("train", "--family", "splade", "--data", str(data), "-o", str(model), "--base", str(tiny_bert)),
+            *("--max-steps", "2", "--batch-size", "8", "--max-length", "48", "--eval-steps", "1"),
+        ]
+    )
+    assert "no MLM head: initialised from the tied input embeddings" in trained
+    assert "--channel splade --splade-model" in trained
+    path = tmp_path / "idx"
+    corpus = str(TINY / "corpus.jsonl")
+    out = _ok(
+        [
+            "index",
+            corpus,
+            "-o",
+            str(path),
+            "--channel",
+            "splade",
+            "--splade-model",
+            str(model),
+            "--splade-terms",
+            "50",
+        ]
+    )
+    assert "indexed 10 documents" in out
+    info = json.loads(_ok(["info", str(path)]))
+    assert info["channels"]["splade"]["settings"]["max_terms"] == 50
+    assert (
+        json.loads(_ok(["search", str(path), "heart attack", "--mode", "splade", "--json", "-k", "3"]))
+        is not None
+    )

@@ -170,7 +170,7 @@ ChannelOpt = Annotated[
     typer.Option(
         "--channel",
         help="A channel to build, [NAME=]KIND[:BACKEND], repeatable: dense, dense:hnsw, e5=dense:ivf-pq, "
-        "bm25, colbert (with --colbert-model) (default: dense and bm25).",
+        "bm25, colbert (with --colbert-model), splade (with --splade-model) (default: dense and bm25).",
     ),
 ]
 ColbertModelOpt = Annotated[
@@ -182,6 +182,12 @@ ColbertModelOpt = Annotated[
 ColbertBitsOpt = Annotated[
     int, typer.Option(help="Colbert channels: bits per dimension of token residuals (1/2/4/8).")
 ]
+SpladeModelOpt = Annotated[
+    str | None, typer.Option(help="SPLADE model folder of splade channels (densa train --family splade).")
+]
+SpladeTermsOpt = Annotated[
+    int | None, typer.Option(help="Splade channels: keep a passage's N largest weights.")
+]
 EngineOpt = Annotated[
     str | None,
     typer.Option(
@@ -191,10 +197,22 @@ EngineOpt = Annotated[
 ]
 
 
-def _colbert_config(model: str | None, nbits: int, batch_size: int, device: str | None) -> Any:
+def _model_kinds(
+    colbert: str | None,
+    nbits: int,
+    splade: str | None,
+    terms: int | None,
+    batch_size: int,
+    device: str | None,
+) -> dict[str, Any]:
+    """The configs of the channel kinds named by their model options (--colbert-model, --splade-model)."""
     from densa.index.channels.colbert import ColbertChannel
+    from densa.index.channels.splade import SpladeChannel
 
-    return ColbertChannel(model or "", nbits=nbits, batch_size=batch_size, device=device)
+    return {
+        "colbert": ColbertChannel(colbert or "", nbits=nbits, batch_size=batch_size, device=device),
+        "splade": SpladeChannel(splade or "", max_terms=terms, batch_size=batch_size, device=device),
+    }
 
 
 def _encoder_config(**options: Any) -> Any:
@@ -233,6 +251,8 @@ def index(
     engine: EngineOpt = None,
     colbert_model: ColbertModelOpt = None,
     colbert_nbits: ColbertBitsOpt = 2,
+    splade_model: SpladeModelOpt = None,
+    splade_terms: SpladeTermsOpt = None,
     chunk_tokens: Annotated[
         int | None, typer.Option(help="Split documents into passages of N tokens.")
     ] = None,
@@ -286,7 +306,7 @@ def index(
         encoder,
         vectors,
         BM25Config(k1=k1, b=b),
-        _colbert_config(colbert_model, colbert_nbits, batch_size, device),
+        _model_kinds(colbert_model, colbert_nbits, splade_model, splade_terms, batch_size, device),
     )
     chunking = ChunkConfig(chunk_tokens, chunk_overlap) if chunk_tokens else None
     report = SkipReport()
@@ -394,6 +414,8 @@ def add_channel(
     engine: EngineOpt = None,
     colbert_model: ColbertModelOpt = None,
     colbert_nbits: ColbertBitsOpt = 2,
+    splade_model: SpladeModelOpt = None,
+    splade_terms: SpladeTermsOpt = None,
     k1: K1Opt = 1.5,
     b: BOpt = 0.75,
     batch_size: BatchSizeOpt = 32,
@@ -423,7 +445,7 @@ def add_channel(
         encoder,
         VectorIndexConfig(kind=kind, engine=engine),  # type: ignore[arg-type]
         BM25Config(k1=k1, b=b),
-        _colbert_config(colbert_model, colbert_nbits, batch_size, device),
+        _model_kinds(colbert_model, colbert_nbits, splade_model, splade_terms, batch_size, device),
     ).items()
     updated = Index.open(index_path).add_channel(name, config, progress=True)
     stats = updated.build_stats
@@ -807,6 +829,14 @@ def train(
     hard_negatives: Annotated[int, typer.Option(help="Hard negatives per question.")] = 1,
     matryoshka: Annotated[str | None, typer.Option(help="Matryoshka dims, e.g. 384,256,128,64.")] = None,
     dim: Annotated[int, typer.Option(help="colbert: token vector dimension of a new model.")] = 128,
+    inference_free: Annotated[
+        bool,
+        typer.Option(help="splade: queries weighted by a trained lookup table (no encoder at query time)."),
+    ] = False,
+    document_regularizer: Annotated[
+        float, typer.Option(help="splade: FLOPS weight on document terms.")
+    ] = 3e-5,
+    query_regularizer: Annotated[float, typer.Option(help="splade: FLOPS weight on query terms.")] = 5e-5,
     dev_fraction: Annotated[float, typer.Option(help="Share of the data held out as dev.")] = 0.1,
     max_length: Annotated[
         int | None,
@@ -823,12 +853,10 @@ def train(
     from densa.encode import DEFAULT_MODEL
     from densa.train import TrainConfig, read_dpr, train_bi_encoder
 
-    if family not in ("dense", "colbert"):
-        raise typer.BadParameter(f"--family is dense or colbert, not {family!r}")
+    if family not in ("dense", "colbert", "splade"):
+        raise typer.BadParameter(f"--family is dense, colbert or splade, not {family!r}")
     result: Any
-    if family == "colbert":
-        from densa.train.colbert import ColbertTrainConfig, train_colbert
-
+    if family != "dense":
         unsupported = {
             "--pooling": pooling is not None,
             "--query-prefix / --passage-prefix": bool(query_prefix or passage_prefix),
@@ -838,7 +866,34 @@ def train(
         }
         if any(unsupported.values()):
             names = ", ".join(k for k, v in unsupported.items() if v)
-            raise typer.BadParameter(f"{names}: not for --family colbert")
+            raise typer.BadParameter(f"{names}: not for --family {family}")
+    if family == "splade":
+        from densa.train.sparse import SpladeTrainConfig, train_splade
+
+        splade = SpladeTrainConfig(
+            base=base or DEFAULT_MODEL,
+            max_length=max_length or SpladeTrainConfig.max_length,
+            epochs=epochs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            learning_rate=learning_rate or SpladeTrainConfig.learning_rate,
+            warmup_ratio=warmup_ratio,
+            hard_negatives=hard_negatives,
+            document_regularizer=document_regularizer,
+            query_regularizer=query_regularizer,
+            inference_free=inference_free,
+            dev_fraction=dev_fraction,
+            eval_steps=eval_steps,
+            save_steps=save_steps,
+            seed=seed,
+        )
+        result, notes = train_splade(read_dpr(data), output, splade)
+        for note in notes:
+            typer.echo(note)
+        use = f"index it with: densa index CORPUS -o INDEX --channel splade --splade-model {output}"
+    elif family == "colbert":
+        from densa.train.colbert import ColbertTrainConfig, train_colbert
+
         colbert = ColbertTrainConfig(
             base=base or DEFAULT_MODEL,
             dim=dim,

@@ -18,7 +18,6 @@ see :mod:`densa.train.colbert`), so a trained model loads in plain sentence-tran
 
 from __future__ import annotations
 
-import json
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from densa.encode.model_files import fingerprint, resolve_model_path
+from densa.encode.model_files import backbone_folder, fingerprint, resolve_model_path
 from densa.errors import DensaError
 
 __all__ = [
@@ -156,11 +155,7 @@ def new_colbert_model(
     from sentence_transformers.multi_vector_encoder.modules import MultiVectorMask
     from transformers import AddedToken
 
-    path = resolve_model_path(base)
-    backbone = path
-    if (path / "modules.json").is_file():
-        modules = json.loads((path / "modules.json").read_text(encoding="utf-8"))
-        backbone = path / modules[0].get("path", "")
+    backbone = backbone_folder(resolve_model_path(base))
     transformer = Transformer(
         str(backbone),
         document_length=document_length,

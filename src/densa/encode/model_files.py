@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from densa.encode.config import DEFAULT_MODEL
 from densa.errors import DensaError
 
-__all__ = ["fingerprint", "is_sentence_transformers_folder", "resolve_model_path"]
+__all__ = ["backbone_folder", "fingerprint", "is_sentence_transformers_folder", "resolve_model_path"]
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx")
 _CHUNK = 1 << 20
@@ -33,6 +34,17 @@ def resolve_model_path(model: str) -> Path:
 
 def is_sentence_transformers_folder(path: Path) -> bool:
     return (path / "modules.json").is_file()
+
+
+def backbone_folder(path: Path) -> Path:
+    """The transformer's own folder: the first module's of a sentence-transformers folder."""
+    if not is_sentence_transformers_folder(path):
+        return path
+    try:
+        modules = json.loads((path / "modules.json").read_text(encoding="utf-8"))
+        return path / str(modules[0].get("path", ""))
+    except (OSError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        raise DensaError(f"{path / 'modules.json'}: not a readable module list ({exc})") from exc
 
 
 def fingerprint(path: Path) -> str:

@@ -1,7 +1,7 @@
 """The channel registry: kind name -> the factory that builds and opens channels of that kind.
 
-densa's own kinds (``dense``, ``bm25``, ``colbert``) are registered on first lookup, by module path, so
-importing densa loads neither FAISS nor bm25s. Another kind is one call::
+densa's own kinds (``dense``, ``bm25``, ``colbert``, ``splade``) are registered on first lookup,
+by module path, so importing densa loads neither FAISS nor bm25s. Another kind is one call::
 
     from densa.index.channels import registry
     registry.register("toy", ToyFactory())
@@ -23,6 +23,7 @@ _BUILT_IN = {
     "dense": "densa.index.channels.dense",
     "bm25": "densa.index.channels.bm25",
     "colbert": "densa.index.channels.colbert",
+    "splade": "densa.index.channels.splade",
 }
 _FACTORIES: dict[str, ChannelFactory] = {}
 

@@ -16,7 +16,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, get_args
 
@@ -25,12 +25,13 @@ from densa.encode.encoder import Encoder
 from densa.errors import ConfigError
 from densa.index.channels import registry
 from densa.index.channels.bm25 import BM25Config
-from densa.index.channels.colbert import ColbertChannel
 from densa.index.channels.dense import DenseChannel
 from densa.index.manifest import check_channel_name
 from densa.index.vectors import IndexKind, VectorIndexConfig
 
 __all__ = ["channel_configs", "parse_spec"]
+
+_MODEL_KINDS = ("colbert", "splade")  # kinds whose model must be named
 
 
 def parse_spec(spec: str) -> tuple[str, str, str | None]:
@@ -50,10 +51,11 @@ def channel_configs(
     encoder: Encoder | EncoderConfig,
     vectors: VectorIndexConfig,
     bm25: BM25Config,
-    colbert: ColbertChannel | None = None,
+    models: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``{name: config}`` for the channels ``specs`` name (in order); ``colbert`` is the config
-    of colbert channels (their model has no default)."""
+    """``{name: config}`` for the channels ``specs`` name (in order); ``models`` holds the
+    config of other kinds whose model has no default (``colbert``, ``splade``), from their
+    ``--KIND-model`` options."""
     out: dict[str, Any] = {}
     for spec in specs:
         name, kind, backend = parse_spec(spec)
@@ -68,12 +70,13 @@ def channel_configs(
             if backend is not None:
                 raise ConfigError(f"channel {spec!r}: bm25 has no backend to choose")
             out[name] = bm25
-        elif kind == "colbert":
+        elif kind in (models or {}) or kind in _MODEL_KINDS:
+            config = (models or {}).get(kind)
             if backend is not None:
-                raise ConfigError(f"channel {spec!r}: colbert has no backend to choose (see --colbert-nbits)")
-            if colbert is None or not colbert.model:
-                raise ConfigError(f"channel {spec!r}: a colbert channel needs --colbert-model DIR")
-            out[name] = colbert
+                raise ConfigError(f"channel {spec!r}: {kind} has no backend to choose")
+            if config is None or not config.model:
+                raise ConfigError(f"channel {spec!r}: a {kind} channel needs --{kind}-model DIR")
+            out[name] = config
         else:
             factory = registry.get(kind)
             make = getattr(factory, "config", None)
