@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -422,4 +423,37 @@ def test_train_a_splade_model_index_and_search_with_it(tmp_path: Path, tiny_bert
     assert (
         json.loads(_ok(["search", str(path), "heart attack", "--mode", "splade", "--json", "-k", "3"]))
         is not None
+    )
+
+
+def test_fine_tune_a_static_model_and_index_with_it(tmp_path: Path, tiny_bert: Path) -> None:
+    from densa.encode import EncoderConfig
+    from densa.encode.static import StaticEncoder
+    from densa.train import write_dpr
+    from tests.train.test_training import _examples
+
+    static = tmp_path / "static"
+    _ok(["distill", "-o", str(static), "--model", str(tiny_bert), "--pca-dims", "8"])
+    data = tmp_path / "train.jsonl"
+    write_dpr(_examples(), data)
+    tuned = tmp_path / "tuned"
+    out = _ok(
+        [
+            *("train", "--family", "static", "--data", str(data), "-o", str(tuned), "--base", str(static)),
+            *("--max-steps", "20", "--batch-size", "8", "--eval-steps", "10"),
+        ]
+    )
+    assert (
+        "--model" in out and (tuned / "model.safetensors").is_file() and not (tuned / "modules.json").exists()
+    )
+    before = StaticEncoder(EncoderConfig(model=str(static)))
+    after = StaticEncoder(EncoderConfig(model=str(tuned)))
+    texts = ["tell me about the volcano", "an article on the volcano and its volcano facts"]
+    assert not np.allclose(before.encode_documents(texts), after.encode_documents(texts))  # the table moved
+    record = json.loads((tuned / "densa_training.json").read_text())
+    losses = [e["loss"] for e in record["history"] if "loss" in e]
+    assert losses and losses[-1] < losses[0]
+    path = tmp_path / "idx"
+    assert "indexed 10 documents" in _ok(
+        ["index", str(TINY / "corpus.jsonl"), "-o", str(path), "--model", str(tuned)]
     )

@@ -853,8 +853,8 @@ def train(
     from densa.encode import DEFAULT_MODEL
     from densa.train import TrainConfig, read_dpr, train_bi_encoder
 
-    if family not in ("dense", "colbert", "splade"):
-        raise typer.BadParameter(f"--family is dense, colbert or splade, not {family!r}")
+    if family not in ("dense", "colbert", "splade", "static"):
+        raise typer.BadParameter(f"--family is dense, colbert, splade or static, not {family!r}")
     result: Any
     if family != "dense":
         unsupported = {
@@ -867,7 +867,28 @@ def train(
         if any(unsupported.values()):
             names = ", ".join(k for k, v in unsupported.items() if v)
             raise typer.BadParameter(f"{names}: not for --family {family}")
-    if family == "splade":
+    if family == "static":
+        from densa.train.static import StaticTrainConfig, train_static
+
+        if base is None:
+            raise typer.BadParameter("--family static needs --base STATIC_DIR (a model from densa distill)")
+        static = StaticTrainConfig(
+            base=base,
+            epochs=epochs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            learning_rate=learning_rate or StaticTrainConfig.learning_rate,
+            warmup_ratio=warmup_ratio,
+            temperature=temperature or StaticTrainConfig.temperature,
+            hard_negatives=hard_negatives,
+            dev_fraction=dev_fraction,
+            eval_steps=eval_steps,
+            save_steps=save_steps,
+            seed=seed,
+        )
+        result = train_static(read_dpr(data), output, static)
+        use = f"index with it: densa index CORPUS -o INDEX --model {output}"
+    elif family == "splade":
         from densa.train.sparse import SpladeTrainConfig, train_splade
 
         splade = SpladeTrainConfig(

@@ -26,7 +26,14 @@ from densa.train.data import Passage, TrainingExample, split_dev
 from densa.train.infonce import InfoNCELoss
 from densa.train.runs import run_and_save, shared_arguments
 
-__all__ = ["TrainConfig", "TrainResult", "build_dataset", "dev_collection", "train_bi_encoder"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "build_dataset",
+    "dense_dev_evaluator",
+    "dev_collection",
+    "train_bi_encoder",
+]
 
 
 @dataclass(frozen=True)
@@ -168,25 +175,32 @@ def dev_collection(
     return queries, corpus, relevant
 
 
-def _dev_evaluator(
-    dev: Sequence[TrainingExample], train: Sequence[TrainingExample], config: TrainConfig
+#: What the dev evaluators of every trainer report (sentence-transformers' retrieval evaluators).
+DEV_METRICS: dict[str, Any] = {
+    "name": "dev",
+    "ndcg_at_k": [10],
+    "mrr_at_k": [10],
+    "accuracy_at_k": [1, 10],
+    "precision_recall_at_k": [10],
+    "map_at_k": [10],
+    "write_csv": False,
+}
+
+
+def dense_dev_evaluator(
+    dev: Sequence[TrainingExample],
+    train: Sequence[TrainingExample],
+    query_prefix: str = "",
+    passage_prefix: str = "",
 ) -> Any:
+    """sentence-transformers' retrieval evaluator (cosine nDCG@10 and more) on the dev split."""
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
-    queries, corpus, relevant = dev_collection(dev, train)
     return InformationRetrievalEvaluator(
-        queries,
-        corpus,
-        relevant,
-        name="dev",
-        ndcg_at_k=[10],
-        mrr_at_k=[10],
-        accuracy_at_k=[1, 10],
-        precision_recall_at_k=[10],
-        map_at_k=[10],
-        write_csv=False,
-        query_prompt=config.query_prefix or None,
-        corpus_prompt=config.passage_prefix or None,
+        *dev_collection(dev, train),
+        **DEV_METRICS,
+        query_prompt=query_prefix or None,
+        corpus_prompt=passage_prefix or None,
     )
 
 
@@ -255,7 +269,9 @@ def train_bi_encoder(
         args=args,
         train_dataset=Dataset.from_dict(columns),
         loss=_loss(model, config),
-        evaluator=_dev_evaluator(dev, train, config) if dev else None,
+        evaluator=dense_dev_evaluator(dev, train, config.query_prefix, config.passage_prefix)
+        if dev
+        else None,
     )
     examples_info = {"train": len(train), "dev": len(dev), "pairs": len(columns["query"])}
     run = run_and_save(trainer, model, output, config, examples_info, "eval_dev_cosine_ndcg@10")

@@ -20,7 +20,7 @@ from densa.encode.config import DEFAULT_MODEL
 from densa.encode.model_files import resolve_model_path
 from densa.encode.splade import is_splade_model, new_splade_model
 from densa.errors import ConfigError
-from densa.train.bi_encoder import TrainResult, build_dataset, dev_collection
+from densa.train.bi_encoder import DEV_METRICS, TrainResult, build_dataset, dev_collection
 from densa.train.data import TrainingExample, split_dev
 from densa.train.runs import run_and_save, shared_arguments
 
@@ -99,19 +99,7 @@ def _model(examples: Sequence[TrainingExample], config: SpladeTrainConfig) -> tu
 def _dev_evaluator(dev: Sequence[TrainingExample], train: Sequence[TrainingExample]) -> Any:
     from sentence_transformers.sparse_encoder.evaluation import SparseInformationRetrievalEvaluator
 
-    queries, corpus, relevant = dev_collection(dev, train)
-    return SparseInformationRetrievalEvaluator(
-        queries,
-        corpus,
-        relevant,
-        name="dev",
-        ndcg_at_k=[10],
-        mrr_at_k=[10],
-        accuracy_at_k=[1, 10],
-        precision_recall_at_k=[10],
-        map_at_k=[10],
-        write_csv=False,
-    )
+    return SparseInformationRetrievalEvaluator(*dev_collection(dev, train), **DEV_METRICS)
 
 
 def train_splade(
