@@ -24,14 +24,16 @@ from densa.encode.model_files import resolve_model_path
 from densa.errors import ConfigError
 from densa.train.data import Passage, TrainingExample, split_dev
 from densa.train.infonce import InfoNCELoss
-from densa.train.runs import run_and_save, shared_arguments
+from densa.train.runs import check_config, run_and_save, shared_arguments
 
 __all__ = [
+    "DEV_METRICS",
     "TrainConfig",
     "TrainResult",
     "build_dataset",
     "dense_dev_evaluator",
     "dev_collection",
+    "prepare_run",
     "train_bi_encoder",
 ]
 
@@ -100,16 +102,9 @@ class TrainConfig:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        if self.batch_size < 2:
-            raise ConfigError("batch_size must be at least 2 (in-batch negatives)")
+        check_config(self)
         if self.mini_batch_size is not None and self.mini_batch_size < 1:
             raise ConfigError("mini_batch_size must be positive")
-        if self.temperature <= 0 or self.learning_rate <= 0:
-            raise ConfigError("temperature and learning_rate must be positive")
-        if self.hard_negatives < 0:
-            raise ConfigError("hard_negatives must be >= 0")
-        if not 0 <= self.dev_fraction < 1:
-            raise ConfigError("dev_fraction must be in [0, 1)")
 
 
 @dataclass(frozen=True)
@@ -155,6 +150,19 @@ def build_dataset(
             for i, negative in enumerate(negatives, start=1):
                 columns[f"negative_{i}"].append(negative)
     return columns
+
+
+def prepare_run(
+    examples: Sequence[TrainingExample], output: str | Path, config: Any
+) -> tuple[Path, list[TrainingExample], list[TrainingExample], dict[str, list[str]]]:
+    """The output folder (created), the train and dev splits, and the training columns
+    (:func:`build_dataset`) that every contrastive trainer starts from."""
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    train, dev = split_dev(examples, config.dev_fraction, config.seed)
+    if not train:
+        raise ConfigError("no training examples left after carving the dev split")
+    return output, train, dev, build_dataset(train, config.hard_negatives, config.seed)
 
 
 def dev_collection(
@@ -249,12 +257,7 @@ def train_bi_encoder(
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
 
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    train, dev = split_dev(examples, config.dev_fraction, config.seed)
-    if not train:
-        raise ConfigError("no training examples left after carving the dev split")
-    columns = build_dataset(train, config.hard_negatives, config.seed)
+    output, train, dev, columns = prepare_run(examples, output, config)
     model = _model(config)
     passage_columns = [c for c in columns if c != "query"]
     args = SentenceTransformerTrainingArguments(

@@ -21,9 +21,9 @@ from densa.encode.colbert import is_colbert_model, new_colbert_model
 from densa.encode.config import DEFAULT_MODEL
 from densa.encode.model_files import resolve_model_path
 from densa.errors import ConfigError
-from densa.train.bi_encoder import DEV_METRICS, TrainResult, build_dataset, dev_collection
-from densa.train.data import TrainingExample, split_dev
-from densa.train.runs import run_and_save, shared_arguments
+from densa.train.bi_encoder import DEV_METRICS, TrainResult, dev_collection, prepare_run
+from densa.train.data import TrainingExample
+from densa.train.runs import check_config, run_and_save, shared_arguments
 
 __all__ = ["ColbertTrainConfig", "train_colbert"]
 
@@ -63,14 +63,9 @@ class ColbertTrainConfig:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        if self.batch_size < 2:
-            raise ConfigError("batch_size must be at least 2 (in-batch negatives)")
-        if self.temperature <= 0 or self.learning_rate <= 0:
-            raise ConfigError("temperature and learning_rate must be positive")
-        if self.hard_negatives < 0 or self.dim < 1:
-            raise ConfigError("hard_negatives must be >= 0 and dim positive")
-        if not 0 <= self.dev_fraction < 1:
-            raise ConfigError("dev_fraction must be in [0, 1)")
+        check_config(self)
+        if self.dim < 1:
+            raise ConfigError("dim must be positive")
 
 
 def _model(config: ColbertTrainConfig) -> Any:
@@ -112,12 +107,7 @@ def train_colbert(
     )
     from sentence_transformers.multi_vector_encoder.losses import MultiVectorMultipleNegativesRankingLoss
 
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    train, dev = split_dev(examples, config.dev_fraction, config.seed)
-    if not train:
-        raise ConfigError("no training examples left after carving the dev split")
-    columns = build_dataset(train, config.hard_negatives, config.seed)
+    output, train, dev, columns = prepare_run(examples, output, config)
     model = _model(config)
     # the markers go in as each column's prompt, exactly as encode_query / encode_document add them
     prompts = {

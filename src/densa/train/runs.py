@@ -12,7 +12,7 @@ from typing import Any
 
 from densa.train.plot import plot_training
 
-__all__ = ["RunSummary", "last_checkpoint", "run_and_save", "shared_arguments"]
+__all__ = ["RunSummary", "check_config", "last_checkpoint", "run_and_save", "shared_arguments"]
 
 CHECKPOINTS = "checkpoints"
 
@@ -25,6 +25,20 @@ def last_checkpoint(folder: Path) -> str | None:
         (int(p.name.split("-")[1]), p) for p in folder.glob("checkpoint-*") if p.name.split("-")[1].isdigit()
     ]
     return str(max(steps)[1]) if steps else None
+
+
+def check_config(config: Any) -> None:
+    """The checks every trainer's config shares (fields it does not have are skipped)."""
+    from densa.errors import ConfigError
+
+    if config.batch_size < 2:
+        raise ConfigError("batch_size must be at least 2 (in-batch negatives)")
+    if config.learning_rate <= 0 or getattr(config, "temperature", 1.0) <= 0:
+        raise ConfigError("temperature and learning_rate must be positive")
+    if getattr(config, "hard_negatives", 0) < 0:
+        raise ConfigError("hard_negatives must be >= 0")
+    if not 0 <= config.dev_fraction < 1:
+        raise ConfigError("dev_fraction must be in [0, 1)")
 
 
 def shared_arguments(output: Path, config: Any, *, has_dev: bool, progress: bool) -> dict[str, Any]:

@@ -20,9 +20,9 @@ from densa.encode.config import DEFAULT_MODEL
 from densa.encode.model_files import resolve_model_path
 from densa.encode.splade import is_splade_model, new_splade_model
 from densa.errors import ConfigError
-from densa.train.bi_encoder import DEV_METRICS, TrainResult, build_dataset, dev_collection
-from densa.train.data import TrainingExample, split_dev
-from densa.train.runs import run_and_save, shared_arguments
+from densa.train.bi_encoder import DEV_METRICS, TrainResult, dev_collection, prepare_run
+from densa.train.data import TrainingExample
+from densa.train.runs import check_config, run_and_save, shared_arguments
 
 __all__ = ["SpladeTrainConfig", "train_splade"]
 
@@ -66,14 +66,9 @@ class SpladeTrainConfig:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        if self.batch_size < 2:
-            raise ConfigError("batch_size must be at least 2 (in-batch negatives)")
-        if self.learning_rate <= 0 or self.document_regularizer < 0 or self.query_regularizer < 0:
-            raise ConfigError("learning_rate must be positive and the regularisers >= 0")
-        if self.hard_negatives < 0 or self.terms < 1:
-            raise ConfigError("hard_negatives must be >= 0 and terms positive")
-        if not 0 <= self.dev_fraction < 1:
-            raise ConfigError("dev_fraction must be in [0, 1)")
+        check_config(self)
+        if self.document_regularizer < 0 or self.query_regularizer < 0 or self.terms < 1:
+            raise ConfigError("the regularisers must be >= 0 and terms positive")
 
 
 def _texts(examples: Sequence[TrainingExample]) -> list[str]:
@@ -117,12 +112,7 @@ def train_splade(
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sparse_encoder.losses import SparseMultipleNegativesRankingLoss, SpladeLoss
 
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    train, dev = split_dev(examples, config.dev_fraction, config.seed)
-    if not train:
-        raise ConfigError("no training examples left after carving the dev split")
-    columns = build_dataset(train, config.hard_negatives, config.seed)
+    output, train, dev, columns = prepare_run(examples, output, config)
     model, notes = _model(train, config)
     routed = config.inference_free or any("inference-free" in n for n in notes)
     extra: dict[str, Any] = {}

@@ -21,11 +21,11 @@ import numpy as np
 
 from densa.encode.model_files import resolve_model_path
 from densa.encode.static import is_static_model
-from densa.errors import ConfigError, DensaError
-from densa.train.bi_encoder import TrainResult, build_dataset, dense_dev_evaluator
-from densa.train.data import TrainingExample, split_dev
+from densa.errors import DensaError
+from densa.train.bi_encoder import TrainResult, dense_dev_evaluator, prepare_run
+from densa.train.data import TrainingExample
 from densa.train.infonce import InfoNCELoss
-from densa.train.runs import run_and_save, shared_arguments
+from densa.train.runs import check_config, run_and_save, shared_arguments
 
 __all__ = ["StaticTrainConfig", "train_static"]
 
@@ -52,12 +52,7 @@ class StaticTrainConfig:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        if self.batch_size < 2:
-            raise ConfigError("batch_size must be at least 2 (in-batch negatives)")
-        if self.temperature <= 0 or self.learning_rate <= 0:
-            raise ConfigError("temperature and learning_rate must be positive")
-        if not 0 <= self.dev_fraction < 1:
-            raise ConfigError("dev_fraction must be in [0, 1)")
+        check_config(self)
 
 
 def _model(source: Path) -> Any:
@@ -115,12 +110,7 @@ def train_static(
         raise DensaError(
             f"{config.base or '(none)'}: --family static starts from a static model folder (densa distill)"
         )
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    train, dev = split_dev(examples, config.dev_fraction, config.seed)
-    if not train:
-        raise ConfigError("no training examples left after carving the dev split")
-    columns = build_dataset(train, config.hard_negatives, config.seed)
+    output, train, dev, columns = prepare_run(examples, output, config)
     model = _model(source)
     args = SentenceTransformerTrainingArguments(
         **shared_arguments(output, config, has_dev=bool(dev), progress=progress),

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -51,6 +52,9 @@ __all__ = [
     "TokenizingKind",
     "Unit",
     "UnitScores",
+    "check_fingerprint",
+    "load_parts",
+    "merge_segment_results",
     "top_k_with_ties",
 ]
 
@@ -98,6 +102,32 @@ def top_k_with_ties(ids: IdArray, scores: ScoreArray, k: int) -> UnitScores:
         ids, scores = ids[keep], scores[keep]
     order = np.lexsort((ids, -scores))
     return UnitScores(np.asarray(ids[order], np.int64), np.asarray(scores[order], np.float32))
+
+
+def merge_segment_results(
+    found: Sequence[tuple[int, Sequence[tuple[IdArray, ScoreArray]]]], queries: int, k: int
+) -> list[UnitScores]:
+    """Every query's ``k`` best over all segments, from ``(first global id, per query (local
+    ids, scores))`` of each segment."""
+    results = []
+    for q in range(queries):
+        ids = [rows[q][0] + first for first, rows in found]
+        scores = [rows[q][1] for _, rows in found]
+        results.append(
+            top_k_with_ties(np.concatenate(ids), np.concatenate(scores), k) if ids else UnitScores.empty()
+        )
+    return results
+
+
+def check_fingerprint(channel: str, model: str, built: str, found: str) -> None:
+    """Refuse a model folder that no longer holds the model a channel was built with."""
+    from densa.errors import IndexMismatchError
+
+    if built != found:
+        raise IndexMismatchError(
+            f"this index's {channel} channel was built with {model!r} (fingerprint {built}); "
+            f"that folder now holds another model ({found})"
+        )
 
 
 @dataclass
@@ -153,6 +183,22 @@ class SegmentView:
         if key not in self._cache:
             self._cache[key] = compute()
         return self._cache[key]
+
+
+def load_parts(
+    segments: Sequence[SegmentView], name: str, load: Callable[[Path], Any], what: str
+) -> list[Any]:
+    """Each segment's part of channel ``name`` (loaded once per segment reader), checked to
+    hold one entry per passage (``what`` names the entries in the error)."""
+    from densa.errors import IndexDamagedError
+
+    parts = [view.cached(f"{name}:part", partial(load, view.folder / name)) for view in segments]
+    for view, part in zip(segments, parts, strict=True):
+        if len(part) != view.passages:
+            raise IndexDamagedError(
+                f"{view.folder / name}: {len(part)} {what} for the segment's {view.passages} passages"
+            )
+    return parts
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -34,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from densa.encode.colbert import ColbertEncoder, ColbertSpec, TokenVectors
-from densa.errors import ConfigError, IndexDamagedError, IndexMismatchError
+from densa.errors import ConfigError, IndexDamagedError
 from densa.index.channels.base import (
     BoolArray,
     BuildJob,
@@ -42,7 +41,9 @@ from densa.index.channels.base import (
     SegmentView,
     Unit,
     UnitScores,
-    top_k_with_ties,
+    check_fingerprint,
+    load_parts,
+    merge_segment_results,
 )
 from densa.index.shards import ShardCache, batch_digest
 from densa.types import Document
@@ -329,6 +330,18 @@ class TokenPart:
         starts = np.concatenate([[0], np.cumsum(self.lengths[passages])[:-1]])
         return np.asarray(np.maximum.reduceat(similarities, starts, axis=1).sum(axis=0), np.float32)
 
+    def search(
+        self, queries: TokenVectors, allowed: BoolArray | None, nprobe: int, keep: int
+    ) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]:
+        """Every query's candidates (local ids) and their exact MaxSim scores."""
+        out = []
+        offsets = queries.offsets
+        for q in range(len(queries)):
+            query = np.ascontiguousarray(queries.vectors[offsets[q] : offsets[q + 1]], np.float32)
+            chosen = self.candidates(query, allowed, nprobe, keep)
+            out.append((chosen, self.exact(query, chosen)))
+        return out
+
     def candidates(
         self, query: npt.NDArray[np.float32], allowed: BoolArray | None, nprobe: int, keep: int
     ) -> npt.NDArray[np.int64]:
@@ -412,11 +425,7 @@ class ColbertKind:
                 device=options.device,
                 document_length=self.spec.document_length,
             )
-            if encoder.spec.fingerprint != self.spec.fingerprint:
-                raise IndexMismatchError(
-                    f"this index's colbert channel was built with {self.spec.model!r} (fingerprint "
-                    f"{self.spec.fingerprint}); now it holds {encoder.spec.fingerprint}"
-                )
+            check_fingerprint("colbert", self.spec.model, self.spec.fingerprint, encoder.spec.fingerprint)
             self._encoder = encoder
         return self._encoder
 
@@ -465,13 +474,7 @@ class ColbertKind:
         return self._stats(merged, merged.save(folder, arrays), 0)
 
     def open(self, segments: Sequence[SegmentView], name: str) -> ColbertSearch:
-        parts = [v.cached(f"{name}:colbert", partial(TokenPart.load, v.folder / name)) for v in segments]
-        for view, part in zip(segments, parts, strict=True):
-            if len(part) != view.passages:
-                raise IndexDamagedError(
-                    f"{view.folder / name}: {len(part)} passages of tokens for the segment's {view.passages}"
-                )
-        return ColbertSearch(self, segments, parts)
+        return ColbertSearch(self, segments, load_parts(segments, name, TokenPart.load, "passages of tokens"))
 
 
 class ColbertWriter:
@@ -545,37 +548,11 @@ class ColbertSearch:
             raise ValueError(f"{len(allowed)} masks for {len(self.parts)} segments")
         masks = [view.unit_mask(rows, "passage") for view, rows in zip(self._segments, allowed, strict=True)]
         keep = max(self.kind.candidates, 4 * k)
-        offsets = queries.offsets
-        results = []
-        for q in range(len(queries)):
-            query = np.ascontiguousarray(queries.vectors[offsets[q] : offsets[q + 1]], np.float32)
-            ids, scores = [], []
-            for view, part, mask in zip(self._segments, self.parts, masks, strict=True):
-                chosen = part.candidates(query, mask, self.kind.nprobe, keep)
-                ids.append(chosen + view.first_passage)
-                scores.append(part.exact(query, chosen))
-            results.append(
-                top_k_with_ties(np.concatenate(ids), np.concatenate(scores), k) if ids else UnitScores.empty()
-            )
-        return results
-
-    def score(
-        self, queries: TokenVectors, ids: Sequence[npt.NDArray[np.int64]]
-    ) -> list[npt.NDArray[np.float32]]:
-        """Exact MaxSim of every query with the given global passage ids (e.g. another channel's
-        candidates, to rerank them); ids not in this snapshot score ``nan``."""
-        offsets = queries.offsets
-        out = []
-        for q, wanted in enumerate(ids):
-            query = np.ascontiguousarray(queries.vectors[offsets[q] : offsets[q + 1]], np.float32)
-            found = np.full(len(wanted), np.nan, np.float32)
-            for view, part in zip(self._segments, self.parts, strict=True):
-                local = np.asarray(wanted, np.int64) - view.first_passage
-                inside = (local >= 0) & (local < len(part))
-                inside[inside] &= part.lengths[local[inside]] > 0
-                found[inside] = part.exact(query, local[inside])
-            out.append(found)
-        return out
+        found = [
+            (view.first_passage, part.search(queries, mask, self.kind.nprobe, keep))
+            for view, part, mask in zip(self._segments, self.parts, masks, strict=True)
+        ]
+        return merge_segment_results(found, len(queries), k)
 
 
 class _Factory:

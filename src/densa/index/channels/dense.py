@@ -14,7 +14,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal, cast, get_args
 
@@ -24,7 +23,7 @@ from densa.encode.config import CALIBRATION_TEXTS, Backend, EncoderConfig, Encod
 from densa.encode.encoder import Encoder, backend_agreement, make_encoder
 from densa.encode.model_files import fingerprint, resolve_model_path
 from densa.encode.onnx import OnnxEncoder, Runtime
-from densa.errors import ConfigError, DensaError, IndexDamagedError, IndexMismatchError
+from densa.errors import ConfigError, DensaError, IndexMismatchError
 from densa.index.channels.base import (
     BoolArray,
     BuildJob,
@@ -32,6 +31,7 @@ from densa.index.channels.base import (
     SegmentView,
     Unit,
     UnitScores,
+    load_parts,
     top_k_with_ties,
 )
 from densa.index.encoding import BatchRunner, Done, LocalRunner, Pending
@@ -230,13 +230,7 @@ class DenseKind:
         return other
 
     def open(self, segments: Sequence[SegmentView], name: str) -> DenseSearch:
-        parts = [v.cached(f"{name}:vectors", partial(self.load_part, v.folder / name)) for v in segments]
-        for view, part in zip(segments, parts, strict=True):
-            if len(part) != view.passages:
-                raise IndexDamagedError(
-                    f"{view.folder / name}: {len(part)} vectors for the segment's {view.passages} passages"
-                )
-        return DenseSearch(self, segments, parts)
+        return DenseSearch(self, segments, load_parts(segments, name, self.load_part, "vectors"))
 
     def merge_parts(
         self, sources: Sequence[tuple[Path, BoolArray]], folder: Path, bulk: bool

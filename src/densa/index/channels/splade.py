@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from densa.encode.splade import SpladeEncoder, SpladeSpec
-from densa.errors import ConfigError, IndexDamagedError, IndexMismatchError
+from densa.errors import ConfigError, IndexDamagedError
 from densa.index.channels.base import (
     BoolArray,
     BuildJob,
@@ -28,6 +27,9 @@ from densa.index.channels.base import (
     SegmentView,
     Unit,
     UnitScores,
+    check_fingerprint,
+    load_parts,
+    merge_segment_results,
     top_k_with_ties,
 )
 from densa.types import Document
@@ -180,11 +182,7 @@ class SpladeKind:
             encoder = SpladeEncoder(
                 self.spec.model, batch_size=self._options.batch_size, device=self._options.device
             )
-            if encoder.spec.fingerprint != self.spec.fingerprint:
-                raise IndexMismatchError(
-                    f"this index's splade channel was built with {self.spec.model!r} (fingerprint "
-                    f"{self.spec.fingerprint}); now it holds {encoder.spec.fingerprint}"
-                )
+            check_fingerprint("splade", self.spec.model, self.spec.fingerprint, encoder.spec.fingerprint)
             self._encoder = encoder
         return self._encoder
 
@@ -216,13 +214,9 @@ class SpladeKind:
         return self.write(postings.T, folder, 0)
 
     def open(self, segments: Sequence[SegmentView], name: str) -> SpladeSearch:
-        parts = [v.cached(f"{name}:splade", partial(ImpactPart.load, v.folder / name)) for v in segments]
-        for view, part in zip(segments, parts, strict=True):
-            if len(part) != view.passages:
-                raise IndexDamagedError(
-                    f"{view.folder / name}: {len(part)} passages of weights for the segment's {view.passages}"
-                )
-        return SpladeSearch(self, segments, parts)
+        return SpladeSearch(
+            self, segments, load_parts(segments, name, ImpactPart.load, "passages of weights")
+        )
 
 
 class SpladeWriter:
@@ -272,14 +266,7 @@ class SpladeSearch:
             (view.first_passage, part.search(queries, k, mask))
             for view, part, mask in zip(self._segments, self.parts, masks, strict=True)
         ]
-        results = []
-        for q in range(queries.shape[0]):
-            ids = [rows[q][0] + first for first, rows in found]
-            scores = [rows[q][1] for _, rows in found]
-            results.append(
-                top_k_with_ties(np.concatenate(ids), np.concatenate(scores), k) if ids else UnitScores.empty()
-            )
-        return results
+        return merge_segment_results(found, queries.shape[0], k)
 
 
 class _Factory:
