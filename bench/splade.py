@@ -94,7 +94,7 @@ def main() -> None:
         results["training"] = {"steps": record["steps"], "dev_ndcg@10": record["dev_ndcg@10"]}
     print("training", results["training"], flush=True)
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in args.datasets:
         dataset = BeirDataset(args.data / name)
         index, seconds = with_splade(dataset, {"splade0": untrained, "splade": trained})
@@ -115,7 +115,10 @@ def main() -> None:
         rows.append(row)
         results["rows"] = rows
         print(row, flush=True)
+        _write(results, rows, command)  # after every collection: a long run leaves what it measured
 
+
+def _write(results: dict[str, Any], rows: list[dict[str, Any]], command: str) -> None:
     table = (
         f"SPLADE from MiniLM (no MLM head: set from the tied input embeddings). `splade0`: untrained; "
         f"`splade`: trained on SciFact train ({results['training']}).\n\n"
