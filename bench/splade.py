@@ -2,7 +2,8 @@
 
 1. ``splade0``: the bundled MiniLM with an MLM head initialised from its tied input embeddings
    (``densa.encode.splade.new_splade_model``; bias set on 1,000 SciFact *train* passages to keep
-   ~128 terms a passage). No training: a lexical-plus-expansion baseline.
+   ~128 terms a passage; 128 tokens like the trained one). No training: a lexical-plus-expansion
+   baseline.
 2. ``splade``: the same start trained on SciFact train with BM25 hard negatives
    (``densa.train.sparse``: contrastive + FLOPS on documents and queries, 1 epoch, 128 tokens);
    the test qrels are never used. Cranfield and MS MARCO are zero-shot transfer.
@@ -11,7 +12,10 @@
 
 Run::
 
-    .venv/bin/python bench/splade.py --data ../shared/data
+    .venv/bin/python bench/splade.py --data ../shared/data [--datasets scifact]
+
+SPLADE encoding is slow on 2 cores (the MLM head scores 30,522 terms at every token): about an
+hour per collection for the two models when the machine is shared, hence ``--datasets``.
 
 Writes ``bench/results/splade.json`` and ``.md``.
 """
@@ -82,7 +86,9 @@ def main() -> None:
     untrained = WORK / "splade-minilm-init"
     if not (untrained / "modules.json").exists():
         texts = list(dict.fromkeys(p.full_text for e in examples for p in (*e.positives, *e.hard_negatives)))
-        model, notes = new_splade_model("bundled:all-MiniLM-L6-v2", texts=texts[:1000], max_length=256)
+        model, notes = new_splade_model(
+            "bundled:all-MiniLM-L6-v2", texts=texts[:1000], max_length=TRAIN.max_length
+        )
         model.save_pretrained(str(untrained))
         results["init"] = notes
     trained = WORK / "splade-minilm-scifact"
