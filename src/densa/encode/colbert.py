@@ -243,7 +243,7 @@ class ColbertEncoder:
         if dim is None:
             raise DensaError(f"{path}: the model does not say its token dimension")
         self._spec = ColbertSpec(
-            model=model,
+            model=str(path.resolve()),  # the index finds it again from any working directory
             fingerprint=fingerprint(path),
             dim=int(dim),
             document_length=getattr(transformer, "document_length", None),

@@ -225,7 +225,10 @@ class SpladeEncoder:
         self.batch_size = batch_size
         # the pooled dimension is known once a text has gone through (SpladePooling sets it)
         vocabulary = self.model.encode_document(["a"], convert_to_sparse_tensor=True).shape[1]
-        self._spec = SpladeSpec(model, fingerprint(path), int(vocabulary), self.model.max_seq_length)
+        # an absolute path: the index finds the model again from any working directory
+        self._spec = SpladeSpec(
+            str(path.resolve()), fingerprint(path), int(vocabulary), self.model.max_seq_length
+        )
 
     @property
     def spec(self) -> SpladeSpec:
