@@ -829,6 +829,12 @@ def train(
     hard_negatives: Annotated[int, typer.Option(help="Hard negatives per question.")] = 1,
     matryoshka: Annotated[str | None, typer.Option(help="Matryoshka dims, e.g. 384,256,128,64.")] = None,
     dim: Annotated[int, typer.Option(help="colbert: token vector dimension of a new model.")] = 128,
+    teacher: Annotated[
+        str | None,
+        typer.Option(
+            help="colbert: distil from this cross-encoder or ColBERT folder's scores (KL divergence)."
+        ),
+    ] = None,
     inference_free: Annotated[
         bool,
         typer.Option(help="splade: queries weighted by a trained lookup table (no encoder at query time)."),
@@ -855,6 +861,10 @@ def train(
 
     if family not in ("dense", "colbert", "splade", "static"):
         raise typer.BadParameter(f"--family is dense, colbert, splade or static, not {family!r}")
+    if teacher is not None and family != "colbert":
+        raise typer.BadParameter(
+            "--teacher: only for --family colbert (the reranker trains with densa train-reranker)"
+        )
     result: Any
     if family != "dense":
         unsupported = {
@@ -926,6 +936,7 @@ def train(
             warmup_ratio=warmup_ratio,
             temperature=temperature or ColbertTrainConfig.temperature,
             hard_negatives=hard_negatives,
+            teacher=teacher,
             dev_fraction=dev_fraction,
             eval_steps=eval_steps,
             save_steps=save_steps,

@@ -57,3 +57,33 @@ def test_colbert_trains_saves_and_resumes(tmp_path: Path, tiny_bert: Path) -> No
         _examples(), output, ColbertTrainConfig(**{**record["config"], "max_steps": 25}), progress=False
     )
     assert more.steps == 25
+
+
+def test_distilling_from_a_cross_encoder_teacher(tmp_path: Path, tiny_bert: Path, minilm_path: Path) -> None:
+    from densa.rerank import CrossEncoderReranker
+    from densa.train import build_dataset
+    from densa.train.colbert import teacher_labels
+    from tests.helpers import build_tiny_bert
+
+    teacher = build_tiny_bert(tmp_path / "teacher", minilm_path, seed=3, classifier=True)
+    columns = build_dataset(_examples()[:4], hard_negatives=1, seed=0)
+    labels = teacher_labels(columns, str(teacher))
+    expected = CrossEncoderReranker(teacher, device="cpu").score(
+        [(columns["query"][1], columns["positive"][1]), (columns["query"][1], columns["negative_1"][1])]
+    )
+    assert len(labels) == 4 and labels[1] == pytest.approx(expected, rel=1e-5)
+    config = ColbertTrainConfig(
+        base=str(tiny_bert),
+        dim=16,
+        query_length=16,
+        document_length=48,
+        batch_size=8,
+        max_steps=4,
+        teacher=str(teacher),
+        logging_steps=2,
+        dev_fraction=0.0,
+    )
+    result = train_colbert(_examples(), tmp_path / "student", config, progress=False)
+    assert result.steps == 4 and any("loss" in e for e in result.history)
+    with pytest.raises(ConfigError):
+        ColbertTrainConfig(teacher=str(teacher), hard_negatives=0)

@@ -43,6 +43,12 @@ class ColbertTrainConfig:
         For a new model: token dimension, query length after [MASK] expansion, document limit.
     temperature
         Softmax temperature over MaxSim scores (1: the scores are sums over query tokens).
+    teacher
+        Distil instead (KL divergence between the student's MaxSim distribution over each
+        question's positive and hard negatives and a teacher's; ColBERTv2's recipe): a
+        cross-encoder or ColBERT folder, whose scores are computed once before training.
+    teacher_temperature
+        Temperature of both distributions when distilling.
     """
 
     base: str = DEFAULT_MODEL
@@ -56,6 +62,8 @@ class ColbertTrainConfig:
     warmup_ratio: float = 0.1
     temperature: float = 1.0
     hard_negatives: int = 1
+    teacher: str | None = None
+    teacher_temperature: float = 1.0
     dev_fraction: float = 0.1
     eval_steps: int = 50
     save_steps: int = 50
@@ -66,6 +74,8 @@ class ColbertTrainConfig:
         check_config(self)
         if self.dim < 1:
             raise ConfigError("dim must be positive")
+        if self.teacher is not None and (self.hard_negatives < 1 or self.teacher_temperature <= 0):
+            raise ConfigError("distilling needs hard negatives (>= 1) and a positive teacher temperature")
 
 
 def _model(config: ColbertTrainConfig) -> Any:
@@ -89,6 +99,18 @@ def _dev_evaluator(dev: Sequence[TrainingExample], train: Sequence[TrainingExamp
     return MultiVectorInformationRetrievalEvaluator(*dev_collection(dev, train), **DEV_METRICS)
 
 
+def teacher_labels(columns: dict[str, list[str]], teacher: str) -> list[list[float]]:
+    """The teacher's score of every (question, passage) of every row, passages in column order."""
+    from densa.rerank.reranker import load_reranker
+
+    scorer = load_reranker(teacher)
+    passages = [c for c in columns if c != "query"]
+    pairs = [(q, columns[c][i]) for i, q in enumerate(columns["query"]) for c in passages]
+    scores = scorer.score(pairs)
+    width = len(passages)
+    return [list(scores[i * width : (i + 1) * width]) for i in range(len(columns["query"]))]
+
+
 def train_colbert(
     examples: Sequence[TrainingExample],
     output: str | Path,
@@ -105,7 +127,10 @@ def train_colbert(
         MultiVectorEncoderTrainer,
         MultiVectorEncoderTrainingArguments,
     )
-    from sentence_transformers.multi_vector_encoder.losses import MultiVectorMultipleNegativesRankingLoss
+    from sentence_transformers.multi_vector_encoder.losses import (
+        MultiVectorDistillKLDivLoss,
+        MultiVectorMultipleNegativesRankingLoss,
+    )
 
     output, train, dev, columns = prepare_run(examples, output, config)
     model = _model(config)
@@ -118,11 +143,16 @@ def train_colbert(
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         prompts={c: p for c, p in prompts.items() if p},
     )
+    loss: Any = MultiVectorMultipleNegativesRankingLoss(model, scale=1.0 / config.temperature)
+    data: dict[str, Any] = dict(columns)
+    if config.teacher is not None:
+        data["label"] = teacher_labels(columns, config.teacher)
+        loss = MultiVectorDistillKLDivLoss(model, temperature=config.teacher_temperature)
     trainer = MultiVectorEncoderTrainer(
         model=model,
         args=args,
-        train_dataset=Dataset.from_dict(columns),
-        loss=MultiVectorMultipleNegativesRankingLoss(model, scale=1.0 / config.temperature),
+        train_dataset=Dataset.from_dict(data),
+        loss=loss,
         evaluator=_dev_evaluator(dev, train) if dev else None,
     )
     examples_info = {"train": len(train), "dev": len(dev), "pairs": len(columns["query"])}
