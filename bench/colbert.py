@@ -23,20 +23,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from common import DEFAULT_DATA, WORK, cached_index, latency_ms, markdown_table, write_results
+from common import DEFAULT_DATA, WORK, latency_ms, markdown_table, ndcg_on_test, with_channel, write_results
 from densa.corpus import BeirDataset
 from densa.encode.colbert import new_colbert_model
-from densa.evaluate import evaluate_dataset
-from densa.index import Index
 from densa.index.channels.colbert import ColbertChannel
 from densa.search import SearchConfig, Searcher
 from densa.search.calibrate import calibrate, describe
@@ -46,27 +42,6 @@ from densa.train.colbert import ColbertTrainConfig, train_colbert
 DATASETS = ("scifact", "cranfield", "msmarco-dl19-subset")
 MODES = ("dense", "bm25", "colbert", "dense+bm25", "colbert+bm25", "dense+colbert", "dense+bm25+colbert")
 TRAIN = ColbertTrainConfig(epochs=2, batch_size=32, hard_negatives=1, eval_steps=26, save_steps=26)
-
-
-def _ndcg(index: Any, dataset: BeirDataset, mode: str) -> float:
-    result, _ = evaluate_dataset(Searcher(index, SearchConfig(mode=mode)), dataset, "test", ["ndcg@10"])
-    return float(result.metrics["ndcg@10"])
-
-
-def with_colbert(dataset: BeirDataset, model: Path, suffix: str) -> tuple[Any, float]:
-    """A copy of the dataset's bench index with a ``colbert`` channel of ``model``; seconds to add it."""
-    base = cached_index(dataset.root)
-    target = WORK / f"{dataset.root.name}-{suffix}"
-    seconds = float("nan")
-    if not (target / "manifest.json").exists():
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(base.path, target)
-        (target / "fusion-calibration.npz").unlink(missing_ok=True)
-    if "colbert" not in Index.open(target).channels:
-        start = time.perf_counter()
-        Index.open(target).add_channel("colbert", ColbertChannel(str(model)), progress=True)
-        seconds = time.perf_counter() - start
-    return Index.open(target), seconds
 
 
 def candidate_loss(index: Any, dataset: BeirDataset, queries: int = 50) -> dict[str, float]:
@@ -132,9 +107,9 @@ def main() -> None:
     extra: list[dict[str, Any]] = []
     for name in args.datasets:
         dataset = BeirDataset(args.data / name)
-        index, add_seconds = with_colbert(dataset, model, "colbert")
+        index, add_seconds = with_channel(dataset.root, "colbert", "colbert", ColbertChannel(str(model)))
         print(name, describe(calibrate(index), list(index.channels)), flush=True)
-        scores = {mode: _ndcg(index, dataset, mode) for mode in MODES}
+        scores = {mode: ndcg_on_test(index, dataset, mode) for mode in MODES}
         passages = index.manifest.passages
         queries = [q.text for q in dataset.queries("test")][:100]
         colbert_search = Searcher(index, SearchConfig(mode="colbert"))
@@ -144,7 +119,7 @@ def main() -> None:
             **scores,
             "colbert bytes/passage": index.manifest.channel_stat("colbert", "bytes") / passages,
             "dense bytes/passage": index.manifest.channel_stat("dense", "bytes") / passages,
-            "colbert passages/s": passages / add_seconds if add_seconds == add_seconds else None,
+            "colbert passages/s": passages / add_seconds if add_seconds is not None else None,
             "colbert p50 ms": latency_ms(lambda q, s=colbert_search: s.hits([q], 10), queries)["p50_ms"],
             "dense p50 ms": latency_ms(lambda q, s=dense_search: s.hits([q], 10), queries)["p50_ms"],
         }
@@ -152,9 +127,14 @@ def main() -> None:
         print(row, flush=True)
         if name == "scifact":
             extra.append({"run": "SciFact, trained, PLAID", **candidate_loss(index, dataset)})
-            plain, _ = with_colbert(dataset, untrained, "colbert-untrained")
+            plain, _ = with_channel(
+                dataset.root, "colbert-untrained", "colbert", ColbertChannel(str(untrained))
+            )
             extra.append(
-                {"run": "SciFact, untrained projection", "colbert ndcg@10": _ndcg(plain, dataset, "colbert")}
+                {
+                    "run": "SciFact, untrained projection",
+                    "colbert ndcg@10": ndcg_on_test(plain, dataset, "colbert"),
+                }
             )
         results["rows"] = rows
         results["extra"] = extra

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -73,6 +74,34 @@ def cached_index(dataset_root: Path, rebuild: bool = False) -> Any:
     if (path / "manifest.json").exists() and not rebuild:
         return Index.open(path)
     return Index.build(read_dataset_corpus(dataset_root), path, overwrite=True, progress=True)
+
+
+def with_channel(dataset_root: Path, suffix: str, name: str, config: Any) -> tuple[Any, float | None]:
+    """A copy of the dataset's bench index (``bench/work/<dataset>-<suffix>``, made if missing,
+    without the copied fusion calibration) with channel ``name`` added from ``config`` if it is
+    not there yet; the seconds adding it took (``None``: it was there)."""
+    from densa.index import Index
+
+    target = WORK / f"{dataset_root.name}-{suffix}"
+    if not (target / "manifest.json").exists():
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(cached_index(dataset_root).path, target)
+        (target / "fusion-calibration.npz").unlink(missing_ok=True)
+    seconds = None
+    if name not in Index.open(target).channels:
+        start = time.perf_counter()
+        Index.open(target).add_channel(name, config, progress=True)
+        seconds = time.perf_counter() - start
+    return Index.open(target), seconds
+
+
+def ndcg_on_test(index: Any, dataset: Any, mode: str) -> float:
+    """nDCG@10 of ``mode`` on the dataset's test split."""
+    from densa.evaluate import evaluate_dataset
+    from densa.search import SearchConfig, Searcher
+
+    result, _ = evaluate_dataset(Searcher(index, SearchConfig(mode=mode)), dataset, "test", ["ndcg@10"])
+    return float(result.metrics["ndcg@10"])
 
 
 def read_dataset_corpus(dataset_root: Path) -> Iterator[Any]:

@@ -24,17 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from common import DEFAULT_DATA, WORK, cached_index, latency_ms, markdown_table, write_results
+from common import DEFAULT_DATA, WORK, latency_ms, markdown_table, ndcg_on_test, with_channel, write_results
 from densa.corpus import BeirDataset
 from densa.encode.splade import new_splade_model
-from densa.evaluate import evaluate_dataset
-from densa.index import Index
 from densa.index.channels.splade import SpladeChannel
 from densa.search import SearchConfig, Searcher
 from densa.search.calibrate import calibrate, describe
@@ -44,29 +40,6 @@ from densa.train.sparse import SpladeTrainConfig, train_splade
 DATASETS = ("scifact", "cranfield", "msmarco-dl19-subset")
 MODES = ("dense", "bm25", "splade0", "splade", "splade+bm25", "dense+splade", "dense+bm25+splade")
 TRAIN = SpladeTrainConfig(epochs=1, max_length=128, batch_size=32, eval_steps=13, save_steps=13)
-
-
-def _ndcg(index: Any, dataset: BeirDataset, mode: str) -> float:
-    result, _ = evaluate_dataset(Searcher(index, SearchConfig(mode=mode)), dataset, "test", ["ndcg@10"])
-    return float(result.metrics["ndcg@10"])
-
-
-def with_splade(dataset: BeirDataset, models: dict[str, Path]) -> tuple[Any, dict[str, float]]:
-    """A copy of the dataset's bench index with one splade channel per model; seconds to add each."""
-    base = cached_index(dataset.root)
-    target = WORK / f"{dataset.root.name}-splade"
-    seconds: dict[str, float] = {}
-    if not (target / "manifest.json").exists():
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(base.path, target)
-        (target / "fusion-calibration.npz").unlink(missing_ok=True)
-    for name, model in models.items():
-        index = Index.open(target)
-        if name not in index.channels:
-            start = time.perf_counter()
-            index.add_channel(name, SpladeChannel(str(model)), progress=True)
-            seconds[name] = time.perf_counter() - start
-    return Index.open(target), seconds
 
 
 def main() -> None:
@@ -103,9 +76,11 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for name in args.datasets:
         dataset = BeirDataset(args.data / name)
-        index, seconds = with_splade(dataset, {"splade0": untrained, "splade": trained})
+        seconds = {}
+        for channel, model in (("splade0", untrained), ("splade", trained)):
+            index, seconds[channel] = with_channel(dataset.root, "splade", channel, SpladeChannel(str(model)))
         print(name, describe(calibrate(index), list(index.channels)), flush=True)
-        scores = {mode: _ndcg(index, dataset, mode) for mode in MODES}
+        scores = {mode: ndcg_on_test(index, dataset, mode) for mode in MODES}
         passages = index.manifest.passages
         queries = [q.text for q in dataset.queries("test")][:100]
         splade_search = Searcher(index, SearchConfig(mode="splade"))
@@ -115,7 +90,7 @@ def main() -> None:
             "splade terms/passage": index.manifest.channel_stat("splade", "weights") / passages,
             "splade0 terms/passage": index.manifest.channel_stat("splade0", "weights") / passages,
             "splade bytes/passage": index.manifest.channel_stat("splade", "bytes") / passages,
-            "splade passages/s": passages / seconds["splade"] if "splade" in seconds else None,
+            "splade passages/s": passages / seconds["splade"] if seconds["splade"] is not None else None,
             "splade p50 ms": latency_ms(lambda q, s=splade_search: s.hits([q], 10), queries)["p50_ms"],
         }
         rows.append(row)

@@ -25,22 +25,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import DEFAULT_DATA, WORK, cached_index, markdown_table, write_results
+from common import DEFAULT_DATA, WORK, cached_index, markdown_table, ndcg_on_test, with_channel, write_results
 from densa.corpus import BeirDataset
 from densa.encode import EncoderConfig, make_encoder
 from densa.encode.static import distill
-from densa.evaluate import evaluate_dataset
 from densa.index import DenseChannel, Index, VectorIndexConfig
 from densa.search import SearchConfig, Searcher
 from densa.search.calibrate import calibrate, describe
 
 DATASETS = ("scifact", "cranfield", "msmarco-dl19-subset")
 COMBOS = ("static+bm25", "static+dense", "dense+bm25+static")
-
-
-def _ndcg(index: Any, dataset: BeirDataset, mode: str) -> float:
-    result, _ = evaluate_dataset(Searcher(index, SearchConfig(mode=mode)), dataset, "test", ["ndcg@10"])
-    return float(result.metrics["ndcg@10"])
 
 
 def _speed(encoder: Any, texts: list[str]) -> float:
@@ -75,17 +69,12 @@ def main() -> None:
     quality, fusion = [], []
     for name in args.datasets:
         dataset = BeirDataset(args.data / name)
-        base = cached_index(dataset.root)
-        target = WORK / f"{name}-static"
-        if not (target / "manifest.json").exists():
-            shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(base.path, target)
-            (target / "fusion-calibration.npz").unlink(missing_ok=True)
-            Index.open(target).add_channel("static", DenseChannel(static_config, VectorIndexConfig()))
-        index = Index.open(target)
+        index, _ = with_channel(
+            dataset.root, "static", "static", DenseChannel(static_config, VectorIndexConfig())
+        )
         note = describe(calibrate(index), list(index.channels))
         print(name, note, flush=True)
-        alone = {c: _ndcg(index, dataset, c) for c in ("dense", "bm25", "static")}
+        alone = {c: ndcg_on_test(index, dataset, c) for c in ("dense", "bm25", "static")}
         quality.append({"dataset": name, **alone})
         for combo in COMBOS:
             names = combo.split("+")
@@ -93,7 +82,7 @@ def main() -> None:
             best = max(values)
             close = len(names) == 2 and best - min(values) <= 0.05
             need = best + 0.02 if close else best - 0.005
-            fused = _ndcg(index, dataset, combo)
+            fused = ndcg_on_test(index, dataset, combo)
             weights = Searcher(index, SearchConfig(mode=combo)).fusion()
             fusion.append(
                 {

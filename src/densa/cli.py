@@ -877,6 +877,18 @@ def train(
         if any(unsupported.values()):
             names = ", ".join(k for k, v in unsupported.items() if v)
             raise typer.BadParameter(f"{names}: not for --family {family}")
+    # the options every family's config takes as they are
+    shared: dict[str, Any] = {
+        "epochs": epochs,
+        "max_steps": max_steps,
+        "batch_size": batch_size,
+        "warmup_ratio": warmup_ratio,
+        "hard_negatives": hard_negatives,
+        "dev_fraction": dev_fraction,
+        "eval_steps": eval_steps,
+        "save_steps": save_steps,
+        "seed": seed,
+    }
     if family == "static":
         from densa.train.static import StaticTrainConfig, train_static
 
@@ -884,17 +896,9 @@ def train(
             raise typer.BadParameter("--family static needs --base STATIC_DIR (a model from densa distill)")
         static = StaticTrainConfig(
             base=base,
-            epochs=epochs,
-            max_steps=max_steps,
-            batch_size=batch_size,
             learning_rate=learning_rate or StaticTrainConfig.learning_rate,
-            warmup_ratio=warmup_ratio,
             temperature=temperature or StaticTrainConfig.temperature,
-            hard_negatives=hard_negatives,
-            dev_fraction=dev_fraction,
-            eval_steps=eval_steps,
-            save_steps=save_steps,
-            seed=seed,
+            **shared,
         )
         result = train_static(read_dpr(data), output, static)
         use = f"index with it: densa index CORPUS -o INDEX --model {output}"
@@ -904,19 +908,11 @@ def train(
         splade = SpladeTrainConfig(
             base=base or DEFAULT_MODEL,
             max_length=max_length or SpladeTrainConfig.max_length,
-            epochs=epochs,
-            max_steps=max_steps,
-            batch_size=batch_size,
             learning_rate=learning_rate or SpladeTrainConfig.learning_rate,
-            warmup_ratio=warmup_ratio,
-            hard_negatives=hard_negatives,
             document_regularizer=document_regularizer,
             query_regularizer=query_regularizer,
             inference_free=inference_free,
-            dev_fraction=dev_fraction,
-            eval_steps=eval_steps,
-            save_steps=save_steps,
-            seed=seed,
+            **shared,
         )
         result, notes = train_splade(read_dpr(data), output, splade)
         for note in notes:
@@ -929,18 +925,10 @@ def train(
             base=base or DEFAULT_MODEL,
             dim=dim,
             document_length=max_length or ColbertTrainConfig.document_length,
-            epochs=epochs,
-            max_steps=max_steps,
-            batch_size=batch_size,
             learning_rate=learning_rate or ColbertTrainConfig.learning_rate,
-            warmup_ratio=warmup_ratio,
             temperature=temperature or ColbertTrainConfig.temperature,
-            hard_negatives=hard_negatives,
             teacher=teacher,
-            dev_fraction=dev_fraction,
-            eval_steps=eval_steps,
-            save_steps=save_steps,
-            seed=seed,
+            **shared,
         )
         result = train_colbert(read_dpr(data), output, colbert)
         use = f"index it with: densa index CORPUS -o INDEX --channel colbert --colbert-model {output}"
@@ -951,20 +939,12 @@ def train(
             query_prefix=query_prefix,
             passage_prefix=passage_prefix,
             separate_towers=separate_towers,
-            epochs=epochs,
-            max_steps=max_steps,
-            batch_size=batch_size,
             mini_batch_size=mini_batch_size,
             learning_rate=learning_rate or TrainConfig.learning_rate,
-            warmup_ratio=warmup_ratio,
             temperature=temperature or TrainConfig.temperature,
-            hard_negatives=hard_negatives,
             matryoshka_dims=_int_list(matryoshka),
-            dev_fraction=dev_fraction,
             max_length=max_length,
-            eval_steps=eval_steps,
-            save_steps=save_steps,
-            seed=seed,
+            **shared,
         )
         result = train_bi_encoder(read_dpr(data), output, config)
         use = f"index with it: densa index CORPUS -o INDEX --model {output}"

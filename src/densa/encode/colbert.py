@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from densa.encode.encoder import count_longer
 from densa.encode.model_files import backbone_folder, fingerprint, resolve_model_path
 from densa.errors import DensaError
 
@@ -270,7 +271,5 @@ class ColbertEncoder:
     def count_truncated(self, texts: Sequence[str]) -> int:
         """How many texts have more tokens than the document length (their tail is not encoded)."""
         limit = self._spec.document_length or self.model.max_seq_length
-        if not limit:
-            return 0
-        lengths = self.tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
-        return sum(len(ids) + 1 > limit for ids in lengths)
+        # the document marker takes one of the limit's tokens
+        return count_longer(self.tokenizer, texts, limit - 1) if limit else 0

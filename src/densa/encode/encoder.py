@@ -31,6 +31,7 @@ __all__ = [
     "Encoder",
     "SentenceTransformerEncoder",
     "backend_agreement",
+    "count_longer",
     "l2_normalize",
     "load_sentence_transformer",
     "make_encoder",
@@ -58,12 +59,16 @@ class Encoder(Protocol):
     def count_truncated(self, texts: Sequence[str]) -> int: ...
 
 
+def count_longer(tokenizer: Any, texts: Sequence[str], limit: int) -> int:
+    """How many of ``texts`` have more than ``limit`` tokens (special tokens included); a long
+    text is tokenised only as far as ``limit + 1``."""
+    lengths = tokenizer(list(texts), truncation=True, max_length=limit + 1, return_length=True)["length"]
+    return int(sum(1 for n in lengths if n > limit))
+
+
 def count_over_limit(tokenizer: Any, spec: EncoderSpec, texts: Sequence[str]) -> int:
     """How many of ``texts`` (with the passage prefix) exceed ``spec.max_length`` tokens."""
-    limit = spec.max_length
-    prefixed = [spec.passage_prefix + t for t in texts]
-    lengths = tokenizer(prefixed, truncation=True, max_length=limit + 1, return_length=True)["length"]
-    return int(sum(1 for n in lengths if n > limit))
+    return count_longer(tokenizer, [spec.passage_prefix + t for t in texts], spec.max_length)
 
 
 def l2_normalize(vectors: Vectors) -> Vectors:

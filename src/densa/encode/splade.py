@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from densa.encode.encoder import count_longer
 from densa.encode.model_files import backbone_folder, fingerprint, resolve_model_path
 from densa.errors import ConfigError, DensaError
 
@@ -270,8 +271,6 @@ class SpladeEncoder:
         return csr_matrix((0, self._spec.vocabulary), dtype=np.float32)
 
     def count_truncated(self, texts: Sequence[str]) -> int:
+        """How many texts have more tokens than the model's limit (their tail is not encoded)."""
         limit = self._spec.max_length
-        if not limit:
-            return 0
-        lengths = self.tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
-        return sum(len(ids) > limit for ids in lengths)
+        return count_longer(self.tokenizer, texts, limit) if limit else 0

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BUILD_DIR", "ShardCache", "batch_digest"]
+__all__ = ["BUILD_DIR", "BatchShards", "ShardCache", "batch_digest"]
 
 BUILD_DIR = ".build"
 _SIGNATURE = "build.json"
@@ -84,3 +84,25 @@ class ShardCache:
 
     def clear(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class BatchShards:
+    """A part writer's batches, numbered in order, with each one's finished shard if a killed
+    build left it (``resume_dir`` ``None``: not resumable, nothing is kept)."""
+
+    def __init__(self, resume_dir: Path | None, signature: dict[str, Any]) -> None:
+        self.cache = ShardCache(resume_dir, signature) if resume_dir is not None else None
+        self._number = 0
+        self._ids = 0
+
+    def next(self, texts: Sequence[str]) -> tuple[int, str, tuple[npt.NDArray[np.float32], int] | None]:
+        """The next batch's number and digest, and its shard's ``(matrix, truncated)`` if finished."""
+        number, self._number = self._number, self._number + 1
+        ids = list(range(self._ids, self._ids + len(texts)))
+        self._ids += len(texts)
+        digest = batch_digest(ids, texts)
+        return number, digest, self.cache.load(number, digest) if self.cache is not None else None
+
+    def save(self, number: int, digest: str, matrix: npt.NDArray[np.float32], truncated: int) -> None:
+        if self.cache is not None:
+            self.cache.save(number, digest, matrix, truncated)

@@ -33,6 +33,7 @@ __all__ = [
     "build_dataset",
     "dense_dev_evaluator",
     "dev_collection",
+    "finish_run",
     "prepare_run",
     "train_bi_encoder",
 ]
@@ -165,6 +166,22 @@ def prepare_run(
     return output, train, dev, build_dataset(train, config.hard_negatives, config.seed)
 
 
+def finish_run(
+    trainer: Any,
+    model: Any,
+    output: Path,
+    config: Any,
+    split: tuple[Sequence[TrainingExample], Sequence[TrainingExample], dict[str, list[str]]],
+    dev_metric: str,
+) -> TrainResult:
+    """Train and save (:func:`densa.train.runs.run_and_save`) a run :func:`prepare_run` set up:
+    ``split`` is its ``(train, dev, columns)``."""
+    train, dev, columns = split
+    examples = {"train": len(train), "dev": len(dev), "pairs": len(columns["query"])}
+    run = run_and_save(trainer, model, output, config, examples, dev_metric)
+    return TrainResult(output, run.steps, run.seconds, run.history, run.dev_score)
+
+
 def dev_collection(
     dev: Sequence[TrainingExample], train: Sequence[TrainingExample]
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, set[str]]]:
@@ -276,6 +293,4 @@ def train_bi_encoder(
         if dev
         else None,
     )
-    examples_info = {"train": len(train), "dev": len(dev), "pairs": len(columns["query"])}
-    run = run_and_save(trainer, model, output, config, examples_info, "eval_dev_cosine_ndcg@10")
-    return TrainResult(output, run.steps, run.seconds, run.history, run.dev_score)
+    return finish_run(trainer, model, output, config, (train, dev, columns), "eval_dev_cosine_ndcg@10")

@@ -21,9 +21,9 @@ from densa.encode.colbert import is_colbert_model, new_colbert_model
 from densa.encode.config import DEFAULT_MODEL
 from densa.encode.model_files import resolve_model_path
 from densa.errors import ConfigError
-from densa.train.bi_encoder import DEV_METRICS, TrainResult, dev_collection, prepare_run
+from densa.train.bi_encoder import DEV_METRICS, TrainResult, dev_collection, finish_run, prepare_run
 from densa.train.data import TrainingExample
-from densa.train.runs import check_config, run_and_save, shared_arguments
+from densa.train.runs import check_config, shared_arguments
 
 __all__ = ["ColbertTrainConfig", "train_colbert"]
 
@@ -155,6 +155,4 @@ def train_colbert(
         loss=loss,
         evaluator=_dev_evaluator(dev, train) if dev else None,
     )
-    examples_info = {"train": len(train), "dev": len(dev), "pairs": len(columns["query"])}
-    run = run_and_save(trainer, model, output, config, examples_info, _DEV_METRIC)
-    return TrainResult(output, run.steps, run.seconds, run.history, run.dev_score)
+    return finish_run(trainer, model, output, config, (train, dev, columns), _DEV_METRIC)

@@ -20,9 +20,9 @@ from densa.encode.config import DEFAULT_MODEL
 from densa.encode.model_files import resolve_model_path
 from densa.encode.splade import is_splade_model, new_splade_model
 from densa.errors import ConfigError
-from densa.train.bi_encoder import DEV_METRICS, TrainResult, dev_collection, prepare_run
+from densa.train.bi_encoder import DEV_METRICS, TrainResult, dev_collection, finish_run, prepare_run
 from densa.train.data import TrainingExample
-from densa.train.runs import check_config, run_and_save, shared_arguments
+from densa.train.runs import check_config, shared_arguments
 
 __all__ = ["SpladeTrainConfig", "train_splade"]
 
@@ -137,6 +137,4 @@ def train_splade(
         loss=loss,
         evaluator=_dev_evaluator(dev, train) if dev else None,
     )
-    examples_info = {"train": len(train), "dev": len(dev), "pairs": len(columns["query"])}
-    run = run_and_save(trainer, model, output, config, examples_info, _DEV_METRIC)
-    return TrainResult(output, run.steps, run.seconds, run.history, run.dev_score), notes
+    return finish_run(trainer, model, output, config, (train, dev, columns), _DEV_METRIC), notes

@@ -22,10 +22,10 @@ import numpy as np
 from densa.encode.model_files import resolve_model_path
 from densa.encode.static import is_static_model
 from densa.errors import DensaError
-from densa.train.bi_encoder import TrainResult, dense_dev_evaluator, prepare_run
+from densa.train.bi_encoder import TrainResult, dense_dev_evaluator, finish_run, prepare_run
 from densa.train.data import TrainingExample
 from densa.train.infonce import InfoNCELoss
-from densa.train.runs import check_config, run_and_save, shared_arguments
+from densa.train.runs import check_config, shared_arguments
 
 __all__ = ["StaticTrainConfig", "train_static"]
 
@@ -123,6 +123,4 @@ def train_static(
         loss=InfoNCELoss(model, config.temperature),
         evaluator=dense_dev_evaluator(dev, train) if dev else None,
     )
-    examples_info = {"train": len(train), "dev": len(dev), "pairs": len(columns["query"])}
-    run = run_and_save(trainer, _Saver(model, source), output, config, examples_info, _DEV_METRIC)
-    return TrainResult(output, run.steps, run.seconds, run.history, run.dev_score)
+    return finish_run(trainer, _Saver(model, source), output, config, (train, dev, columns), _DEV_METRIC)

@@ -153,5 +153,5 @@ def test_filters_and_empty_parts(encoder: ColbertEncoder, docs: list[Document], 
     allowed[[2, 7]] = True
     chosen = part.candidates(np.ascontiguousarray(query.vectors), allowed, nprobe=2, keep=4)
     assert set(chosen.tolist()) <= {2, 7}
-    empty = TokenPart.build(TokenVectors(np.zeros((0, 16), np.float32), np.zeros(3, np.int64)), 2)[1]
+    empty = TokenPart.build(TokenVectors(np.zeros((0, 16), np.float32), np.zeros(3, np.int64)), 2)
     assert len(empty.candidates(np.ascontiguousarray(query.vectors), None, 2, 4)) == 0

@@ -24,7 +24,8 @@ The pieces, from the manifest to a search:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -53,8 +54,10 @@ __all__ = [
     "Unit",
     "UnitScores",
     "check_fingerprint",
+    "load_part_files",
     "load_parts",
     "merge_segment_results",
+    "save_part_files",
     "top_k_with_ties",
 ]
 
@@ -199,6 +202,38 @@ def load_parts(
                 f"{view.folder / name}: {len(part)} {what} for the segment's {view.passages} passages"
             )
     return parts
+
+
+def save_part_files(
+    folder: Path, arrays: Mapping[str, npt.NDArray[Any]], record_name: str, record: Mapping[str, Any]
+) -> int:
+    """Write a part as ``NAME.npy`` per array (no pickle) plus a JSON record; the bytes written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for name, array in arrays.items():
+        with (folder / f"{name}.npy").open("wb") as f:
+            np.save(f, array, allow_pickle=False)
+        written += (folder / f"{name}.npy").stat().st_size
+    (folder / record_name).write_text(json.dumps(dict(record)) + "\n", encoding="utf-8")
+    return written + (folder / record_name).stat().st_size
+
+
+def load_part_files(
+    folder: Path, names: Sequence[str], record_name: str, what: str, *, mmap: bool = True
+) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
+    """The record and arrays :func:`save_part_files` wrote (memory-mapped by default); a missing
+    or unreadable file is :class:`~densa.errors.IndexDamagedError` naming ``what``."""
+    from densa.errors import IndexDamagedError
+
+    try:
+        record = json.loads((folder / record_name).read_text(encoding="utf-8"))
+        arrays = {
+            name: np.load(folder / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+            for name in names
+        }
+    except (OSError, ValueError) as exc:
+        raise IndexDamagedError(f"{folder}: {what} not readable ({exc})") from exc
+    return record, arrays
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ with its codebook (no model is run), as ColBERTv2 does for documents added to an
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,10 +41,12 @@ from densa.index.channels.base import (
     Unit,
     UnitScores,
     check_fingerprint,
+    load_part_files,
     load_parts,
     merge_segment_results,
+    save_part_files,
 )
-from densa.index.shards import ShardCache, batch_digest
+from densa.index.shards import BatchShards
 from densa.types import Document
 
 __all__ = ["FACTORY", "ColbertChannel", "ColbertKind", "ResidualCodec", "TokenPart"]
@@ -226,6 +227,7 @@ class TokenPart:
     """One segment's compressed token vectors, inverted lists and search."""
 
     def __init__(self, arrays: dict[str, np.ndarray], nbits: int) -> None:
+        self.arrays = arrays
         self.codec = ResidualCodec(
             np.asarray(arrays["centroids"], np.float32),
             np.asarray(arrays["cutoffs"], np.float32),
@@ -243,11 +245,9 @@ class TokenPart:
         return len(self.lengths)
 
     @classmethod
-    def build(
-        cls, tokens: TokenVectors, nbits: int, codec: ResidualCodec | None = None
-    ) -> tuple[dict[str, np.ndarray], TokenPart]:
-        """Compress ``tokens`` (with a new codebook unless ``codec`` is given)."""
-        codec = codec or ResidualCodec.train(tokens.vectors, nbits)
+    def build(cls, tokens: TokenVectors, nbits: int) -> TokenPart:
+        """Compress ``tokens`` with a codebook trained on them."""
+        codec = ResidualCodec.train(tokens.vectors, nbits)
         codes, packed = codec.compress(tokens.vectors)
         return cls.assemble(codec, codes, packed, tokens.lengths)
 
@@ -258,8 +258,8 @@ class TokenPart:
         codes: npt.NDArray[np.int32],
         packed: npt.NDArray[np.uint8],
         lengths: npt.NDArray[np.int64],
-    ) -> tuple[dict[str, np.ndarray], TokenPart]:
-        """The stored arrays of a part, inverted lists included (passages per centroid, once each)."""
+    ) -> TokenPart:
+        """A part from its codes, inverted lists included (passages per centroid, once each)."""
         pids = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
         pairs = np.unique(codes.astype(np.int64) * max(len(lengths), 1) + pids)
         centroid_of = pairs // max(len(lengths), 1)
@@ -274,15 +274,9 @@ class TokenPart:
             "ivf_offsets": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
             "ivf_pids": (pairs % max(len(lengths), 1)).astype(np.int32),
         }
-        return arrays, cls(arrays, codec.nbits)
+        return cls(arrays, codec.nbits)
 
-    def save(self, folder: Path, arrays: dict[str, np.ndarray]) -> int:
-        folder.mkdir(parents=True, exist_ok=True)
-        written = 0
-        for name in _ARRAYS:
-            with (folder / f"{name}.npy").open("wb") as f:
-                np.save(f, arrays[name], allow_pickle=False)
-            written += (folder / f"{name}.npy").stat().st_size
+    def save(self, folder: Path) -> int:
         record = {
             "format": _FORMAT,
             "nbits": self.codec.nbits,
@@ -291,18 +285,11 @@ class TokenPart:
             "tokens": int(self.lengths.sum()),
             "centroids": len(self.codec.centroids),
         }
-        (folder / _RECORD).write_text(json.dumps(record) + "\n", encoding="utf-8")
-        return written + (folder / _RECORD).stat().st_size
+        return save_part_files(folder, {name: self.arrays[name] for name in _ARRAYS}, _RECORD, record)
 
     @classmethod
     def load(cls, folder: Path) -> TokenPart:
-        try:
-            record = json.loads((folder / _RECORD).read_text(encoding="utf-8"))
-            arrays = {
-                name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in _ARRAYS
-            }
-        except (OSError, ValueError) as exc:
-            raise IndexDamagedError(f"{folder}: colbert part not readable ({exc})") from exc
+        record, arrays = load_part_files(folder, _ARRAYS, _RECORD, "colbert part")
         if record.get("format") != _FORMAT:
             raise IndexDamagedError(
                 f"{folder / _RECORD}: unknown colbert part format {record.get('format')!r}"
@@ -437,15 +424,14 @@ class ColbertKind:
         return ColbertWriter(self, folder, job)
 
     def write_tokens(self, tokens: TokenVectors, folder: Path, truncated: int) -> dict[str, Any]:
-        arrays, part = TokenPart.build(tokens, self.nbits)
-        return self._stats(part, part.save(folder, arrays), truncated)
+        return self._stats(TokenPart.build(tokens, self.nbits), folder, truncated)
 
-    def _stats(self, part: TokenPart, written: int, truncated: int) -> dict[str, Any]:
+    def _stats(self, part: TokenPart, folder: Path, truncated: int) -> dict[str, Any]:
+        """Save ``part`` into ``folder``; its statistics for the manifest."""
         return {
-            "bytes": written,
+            "bytes": part.save(folder),
             "tokens": int(part.lengths.sum()),
             "centroids": len(part.codec.centroids),
-            "bytes_per_passage": round(written / max(len(part), 1), 1),
             "truncated": truncated,
         }
 
@@ -468,10 +454,10 @@ class ColbertKind:
                 codes.append(c)
                 packed.append(p)
             lengths.append(part.lengths[kept])
-        arrays, merged = TokenPart.assemble(
+        merged = TokenPart.assemble(
             codec, np.concatenate(codes), np.concatenate(packed), np.concatenate(lengths)
         )
-        return self._stats(merged, merged.save(folder, arrays), 0)
+        return self._stats(merged, folder, 0)
 
     def open(self, segments: Sequence[SegmentView], name: str) -> ColbertSearch:
         return ColbertSearch(self, segments, load_parts(segments, name, TokenPart.load, "passages of tokens"))
@@ -485,26 +471,19 @@ class ColbertWriter:
         self._kind = kind
         self._folder = folder
         self._job = job
-        self._shards = ShardCache(job.resume_dir, job.signature) if job.resume_dir is not None else None
+        self._shards = BatchShards(job.resume_dir, job.signature)
         self._batches: list[TokenVectors] = []
-        self._number = 0
-        self._ids = 0
         self._truncated = 0
 
     def add(self, texts: Sequence[str], documents: Sequence[Document]) -> None:
-        number, self._number = self._number, self._number + 1
-        ids = list(range(self._ids, self._ids + len(texts)))
-        self._ids += len(texts)
-        digest = batch_digest(ids, texts)
-        found = self._shards.load(number, digest) if self._shards is not None else None
+        number, digest, found = self._shards.next(texts)
         if found is not None:
             tokens, truncated = _from_shard(found[0], len(texts)), found[1]
         else:
             encoder = self._kind.encoder
             tokens = encoder.encode_documents(texts)
             truncated = encoder.count_truncated(texts)
-            if self._shards is not None:
-                self._shards.save(number, digest, _to_shard(tokens), truncated)
+            self._shards.save(number, digest, _to_shard(tokens), truncated)
         self._batches.append(TokenVectors(tokens.vectors.astype(np.float16), tokens.lengths))
         self._truncated += truncated
         if self._job.progress is not None:

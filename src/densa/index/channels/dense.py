@@ -36,7 +36,7 @@ from densa.index.channels.base import (
 )
 from densa.index.encoding import BatchRunner, Done, LocalRunner, Pending
 from densa.index.engines.base import EXTERNAL, EngineLocation, EnginePart, write_engine_part
-from densa.index.shards import ShardCache, batch_digest
+from densa.index.shards import BatchShards
 from densa.index.vectors import VectorIndex, VectorIndexConfig
 from densa.types import Document
 
@@ -267,20 +267,14 @@ class DenseWriter:
         self._kind = kind
         self._folder = folder
         self._job = job
-        self._shards = ShardCache(job.resume_dir, job.signature) if job.resume_dir is not None else None
+        self._shards = BatchShards(job.resume_dir, job.signature)
         self._runner: BatchRunner = job.runner or LocalRunner(kind.encoder, job.progress)
         self._pending: deque[tuple[int, str, int, Pending, bool]] = deque()
         self._vectors: list[np.ndarray] = []
         self._truncated = 0
-        self._batches = 0
-        self._ids = 0
 
     def add(self, texts: Sequence[str], documents: Sequence[Document]) -> None:
-        number, self._batches = self._batches, self._batches + 1
-        ids = list(range(self._ids, self._ids + len(texts)))
-        self._ids += len(texts)
-        digest = batch_digest(ids, texts)
-        found = self._shards.load(number, digest) if self._shards is not None else None
+        number, digest, found = self._shards.next(texts)
         if found is not None:
             self._pending.append((number, digest, len(texts), Done(found), True))
         else:
@@ -292,7 +286,7 @@ class DenseWriter:
     def _collect(self) -> None:
         number, digest, count, job, cached = self._pending.popleft()
         matrix, truncated = job.result()
-        if not cached and self._shards is not None:
+        if not cached:
             self._shards.save(number, digest, matrix, truncated)
         if (cached or self._job.runner is not None) and self._job.progress is not None:
             self._job.progress(count)

@@ -70,7 +70,7 @@ def channel_configs(
             if backend is not None:
                 raise ConfigError(f"channel {spec!r}: bm25 has no backend to choose")
             out[name] = bm25
-        elif kind in (models or {}) or kind in _MODEL_KINDS:
+        elif kind in _MODEL_KINDS:
             config = (models or {}).get(kind)
             if backend is not None:
                 raise ConfigError(f"channel {spec!r}: {kind} has no backend to choose")

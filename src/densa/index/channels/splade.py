@@ -10,7 +10,6 @@ read, as an impact-ordered inverted index does. Passages no query term reaches a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +27,10 @@ from densa.index.channels.base import (
     Unit,
     UnitScores,
     check_fingerprint,
+    load_part_files,
     load_parts,
     merge_segment_results,
+    save_part_files,
     top_k_with_ties,
 )
 from densa.types import Document
@@ -104,29 +105,21 @@ class ImpactPart:
         return cls(documents.T.tocsr())
 
     def save(self, folder: Path) -> int:
-        folder.mkdir(parents=True, exist_ok=True)
         arrays = {
             "indptr": self.postings.indptr.astype(np.int64),
             "indices": self.postings.indices.astype(np.int32),
             "data": self.postings.data.astype(np.float16),
         }
-        written = 0
-        for name in _ARRAYS:
-            with (folder / f"{name}.npy").open("wb") as f:
-                np.save(f, arrays[name], allow_pickle=False)
-            written += (folder / f"{name}.npy").stat().st_size
         terms, passages = self.postings.shape
         record = {"format": _FORMAT, "terms": terms, "passages": passages, "weights": int(self.postings.nnz)}
-        (folder / _RECORD).write_text(json.dumps(record) + "\n", encoding="utf-8")
-        return written + (folder / _RECORD).stat().st_size
+        return save_part_files(folder, arrays, _RECORD, record)
 
     @classmethod
     def load(cls, folder: Path) -> ImpactPart:
         from scipy.sparse import csr_matrix
 
+        record, arrays = load_part_files(folder, _ARRAYS, _RECORD, "splade part", mmap=False)
         try:
-            record = json.loads((folder / _RECORD).read_text(encoding="utf-8"))
-            arrays = {name: np.load(folder / f"{name}.npy", allow_pickle=False) for name in _ARRAYS}
             if record.get("format") != _FORMAT:
                 raise ValueError(f"unknown format {record.get('format')!r}")
             shape = (int(record["terms"]), int(record["passages"]))
@@ -134,7 +127,7 @@ class ImpactPart:
                 (arrays["data"].astype(np.float32), arrays["indices"], arrays["indptr"]), shape=shape
             )
             postings.check_format(full_check=False)
-        except (OSError, ValueError, KeyError) as exc:
+        except (ValueError, KeyError) as exc:
             raise IndexDamagedError(f"{folder}: splade part not readable ({exc})") from exc
         return cls(postings)
 
@@ -195,14 +188,7 @@ class SpladeKind:
 
     def write(self, documents: Any, folder: Path, truncated: int) -> dict[str, Any]:
         part = ImpactPart.from_documents(prune(documents, self.max_terms, self.min_weight))
-        written = part.save(folder)
-        passages = max(len(part), 1)
-        return {
-            "bytes": written,
-            "weights": int(part.postings.nnz),
-            "terms_per_passage": round(part.postings.nnz / passages, 1),
-            "truncated": truncated,
-        }
+        return {"bytes": part.save(folder), "weights": int(part.postings.nnz), "truncated": truncated}
 
     def merge_parts(
         self, sources: Sequence[tuple[Path, BoolArray]], folder: Path, bulk: bool
