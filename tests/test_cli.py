@@ -457,3 +457,53 @@ def test_fine_tune_a_static_model_and_index_with_it(tmp_path: Path, tiny_bert: P
     assert "indexed 10 documents" in _ok(
         ["index", str(TINY / "corpus.jsonl"), "-o", str(path), "--model", str(tuned)]
     )
+
+
+def test_a_pipeline_file_drives_search_and_eval_and_options_given_override_it(
+    tiny_index: Path, tmp_path: Path, minilm_path: Path
+) -> None:
+    from tests.helpers import build_tiny_bert
+
+    def ids(*args: str) -> list[str]:
+        return [
+            h["id"] for h in json.loads(_ok(["search", str(tiny_index), "heart attack", "--json", *args]))
+        ]
+
+    pipeline = tmp_path / "pipeline.json"
+    pipeline.write_text(
+        json.dumps(
+            {
+                "densa_pipeline": 1,
+                "search": {"mode": "bm25", "depth": 5},
+                "about": {"chosen_on": "nothing: a test"},
+            }
+        )
+    )
+    assert ids("--pipeline", str(pipeline)) == ids("--mode", "bm25", "--depth", "5")
+    assert ids("--pipeline", str(pipeline), "--mode", "dense") == ids("--mode", "dense", "--depth", "5")
+    # fusion weights and a reranker from the file: equal to the same options given by hand
+    reranker = build_tiny_bert(tmp_path / "ce", minilm_path, classifier=True)
+    fused = {
+        "mode": "dense+bm25",
+        "fusion": {"method": "weighted", "weights": {"dense": 0.8, "bm25": 0.2}},
+        "rerank_depth": 4,
+        "rerank_weight": 0.5,
+    }
+    pipeline.write_text(json.dumps({"densa_pipeline": 1, "search": fused, "reranker": "ce"}))
+    by_hand = [
+        "--mode", "dense+bm25", "--fusion", "weighted", "--weights", "dense=0.8,bm25=0.2",
+        "--rerank", str(reranker), "--rerank-depth", "4", "--rerank-weight", "0.5",
+    ]  # fmt: skip
+    assert ids("--pipeline", str(pipeline)) == ids(*by_hand)
+    assert ids("--pipeline", str(pipeline)) != ids("--pipeline", str(pipeline), "--rerank-weight", "0")
+    report = json.loads(
+        _ok(["eval", str(tiny_index), "--dataset", str(TINY), "--pipeline", str(pipeline), "--json"])
+    )
+    assert report["ndcg@10"] == pytest.approx(
+        json.loads(_ok(["eval", str(tiny_index), "--dataset", str(TINY), "--json", *by_hand]))["ndcg@10"]
+    )
+    pipeline.write_text('{"densa_pipeline": 1, "search": {"mode": "dense", "depth": "5"}}')
+    refused = runner.invoke(app, ["search", str(tiny_index), "heart", "--pipeline", str(pipeline)])
+    assert refused.exit_code != 0 and f"{pipeline}: search option 'depth' must be int" in str(
+        refused.exception
+    )

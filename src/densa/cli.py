@@ -19,6 +19,7 @@ from densa.errors import DensaError
 if TYPE_CHECKING:
     from densa.index import Index
     from densa.search import Searcher
+    from densa.search.pipeline import Pipeline
 
 app = typer.Typer(
     name="densa",
@@ -92,6 +93,13 @@ FilterOpt = Annotated[
     list[str] | None, typer.Option("--filter", help="Metadata filter field=value (repeatable).")
 ]
 AggregateOpt = Annotated[str, typer.Option(help="Document score from its passages: max | sum.")]
+PipelineOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Pipeline JSON file (channels, fusion, reranker; e.g. from bench/best_scifact.py); "
+        "options given on the command line override it."
+    ),
+]
 QueryBackendOpt = Annotated[
     str | None,
     typer.Option(
@@ -113,13 +121,17 @@ def _snippet(text: str, width: int = 160) -> str:
 
 
 def _fusion_config(
-    fusion: str | None, weights: str | None, normalization: str | None, rrf_k: float | None = None
+    fusion: str | None,
+    weights: str | None,
+    normalization: str | None,
+    rrf_k: float | None = None,
+    base: Any = None,
 ) -> Any:
     from dataclasses import replace
 
     from densa.fuse import FusionConfig, parse_weights
 
-    config = FusionConfig()
+    config = base if base is not None else FusionConfig()
     if fusion is not None:
         config = replace(config, method=fusion)  # type: ignore[arg-type]
     if weights is not None:
@@ -132,8 +144,10 @@ def _fusion_config(
 
 
 def _searcher(
+    ctx: typer.Context,
     index: Index,
     rerank: Path | None,
+    pipeline: Pipeline | None,
     *,
     fusion: str | None,
     weights: str | None,
@@ -142,13 +156,45 @@ def _searcher(
     **config: Any,
 ) -> Searcher:
     """A searcher from the options ``search`` and ``eval`` share: ``config`` holds the
-    :class:`SearchConfig` fields given as they are (mode, depth, aggregate, ...)."""
+    :class:`SearchConfig` fields given as they are (mode, depth, aggregate, ...). With a
+    ``pipeline``, its choices hold except for the options given on the command line."""
+    from dataclasses import replace
+
     from densa.rerank import load_reranker
     from densa.search import SearchConfig, Searcher
 
-    fused = _fusion_config(fusion, weights, normalization, rrf_k)
+    if pipeline is None:
+        search = SearchConfig(fusion=_fusion_config(fusion, weights, normalization, rrf_k), **config)
+    else:
+        given = {name: value for name, value in config.items() if _given(ctx, name)}
+        search = replace(
+            pipeline.search,
+            fusion=_fusion_config(fusion, weights, normalization, rrf_k, base=pipeline.search.fusion),
+            **given,
+        )
+        rerank = rerank if rerank is not None else pipeline.reranker
     reranker = load_reranker(rerank, show_progress=True) if rerank is not None else None
-    return Searcher(index, SearchConfig(fusion=fused, **config), reranker=reranker)
+    return Searcher(index, search, reranker=reranker)
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether option ``name`` was given on the command line (not left at its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name != "DEFAULT"
+
+
+def _open_for_search(
+    ctx: typer.Context, path: Path, model: str | None, backend: str | None, pipeline_file: Path | None
+) -> tuple[Index, Pipeline | None]:
+    """The index to search and the ``--pipeline`` file's pipeline (its backend, unless
+    ``--backend`` was given)."""
+    from densa.index import Index
+    from densa.search.pipeline import read_pipeline
+
+    pipeline = read_pipeline(pipeline_file) if pipeline_file is not None else None
+    if pipeline is not None and pipeline.backend is not None and not _given(ctx, "backend"):
+        backend = pipeline.backend
+    return Index.open(path, model=model, backend=backend), pipeline  # type: ignore[arg-type]
 
 
 QueryModelOpt = Annotated[str | None, typer.Option(help="Separate query-tower folder (DPR).")]
@@ -592,6 +638,7 @@ def upgrade(index_path: IndexArg) -> None:
 
 @app.command()
 def search(
+    ctx: typer.Context,
     index_path: IndexArg,
     query: Annotated[str | None, typer.Argument(help="Query text.")] = None,
     k: Annotated[
@@ -615,16 +662,20 @@ def search(
     top_passages: TopPassagesOpt = 3,
     model: ModelOpt = None,
     backend: QueryBackendOpt = "auto",
+    pipeline: PipelineOpt = None,
 ) -> None:
     """Search INDEX for one QUERY, or for every query of --queries into a TREC run file."""
     from densa.corpus import read_queries
-    from densa.index import Index, parse_filter
+    from densa.index import parse_filter
 
     if (query is None) == (queries is None):
         raise DensaError("give either a QUERY or --queries FILE")
+    index, chosen = _open_for_search(ctx, index_path, model, backend, pipeline)
     searcher = _searcher(
-        Index.open(index_path, model=model, backend=backend),  # type: ignore[arg-type]
+        ctx,
+        index,
         rerank,
+        chosen,
         mode=mode,
         fusion=fusion,
         weights=weights,
@@ -675,6 +726,7 @@ def search(
 
 @app.command("eval")
 def eval_(
+    ctx: typer.Context,
     index_path: Annotated[Path | None, typer.Argument(metavar="[INDEX]", help="Index folder.")] = None,
     dataset: Annotated[Path | None, typer.Option(help="BEIR dataset folder.")] = None,
     split: Annotated[str, typer.Option(help="Qrels split.")] = "test",
@@ -695,24 +747,27 @@ def eval_(
     top_passages: TopPassagesOpt = 3,
     model: ModelOpt = None,
     backend: QueryBackendOpt = None,
+    pipeline: PipelineOpt = None,
 ) -> None:
     """Score INDEX on --dataset, or --run against --qrels (nDCG@10, Recall@100, MRR@10, accuracy@k)."""
     from densa.corpus import BeirDataset, read_qrels
     from densa.evaluate import evaluate, evaluate_channels, evaluate_dataset
-    from densa.index import Index
     from densa.types import Run
 
     if run_file is not None or qrels_file is not None:
-        if run_file is None or qrels_file is None or index_path is not None:
+        if run_file is None or qrels_file is None or index_path is not None or pipeline is not None:
             raise DensaError("scoring a run file needs both --run and --qrels, and no INDEX")
         result = evaluate(Run.read_trec(run_file), read_qrels(qrels_file))
         channels = {}
     else:
         if index_path is None or dataset is None:
             raise DensaError("give INDEX and --dataset, or --run and --qrels")
+        index, chosen = _open_for_search(ctx, index_path, model, backend, pipeline)
         searcher = _searcher(
-            Index.open(index_path, model=model, backend=backend),  # type: ignore[arg-type]
+            ctx,
+            index,
             rerank,
+            chosen,
             mode=mode,
             fusion=fusion,
             weights=weights,
@@ -743,7 +798,7 @@ def eval_(
     # each channel alone beside the fused search
     columns = {
         **{n: r.metrics for n, r in channels.items()},
-        mode + (" +rerank" if rerank else ""): result.metrics,
+        searcher.config.mode + (" +rerank" if searcher.reranker else ""): result.metrics,
     }
     typer.echo(f"{'':<14}" + "".join(f"{name:>14}" for name in columns))
     for name in result.metrics:
