@@ -39,6 +39,11 @@ def test_a_written_pipeline_reads_back_equal_with_its_reranker_relative(tmp_path
     data["reranker"] = None
     path.write_text(json.dumps(data))
     assert read_pipeline(path).search.fusion.weights == (0.6, 0.4)
+    # a file in a sibling folder of its reranker's points at it through ".."
+    (tmp_path / "results").mkdir()
+    beside = write_pipeline(pipeline, tmp_path / "results" / "p.json")
+    assert json.loads(beside.read_text())["reranker"] == "../models/reranker"
+    assert read_pipeline(beside).reranker == tmp_path / "results" / "../models/reranker"
 
 
 def test_missing_keys_keep_the_defaults(tmp_path: Path) -> None:

@@ -73,16 +73,19 @@ def _fusion_dict(config: FusionConfig) -> dict[str, Any]:
 
 def write_pipeline(pipeline: Pipeline, path: str | Path) -> Path:
     """Write ``pipeline`` as JSON to ``path`` (atomically); the reranker folder is stored
-    relative to the file's folder when it lies inside it."""
+    relative to the file's folder when it lies inside it or beside it (``../models/x``), so the
+    file moves with its models; else absolute."""
     path = Path(path)
     search = {f.name: getattr(pipeline.search, f.name) for f in fields(SearchConfig)}
     search["fusion"] = _fusion_dict(pipeline.search.fusion)
     reranker: str | None = None
     if pipeline.reranker is not None:
-        target = Path(pipeline.reranker).resolve()
-        try:
-            reranker = target.relative_to(path.parent.resolve()).as_posix()
-        except ValueError:
+        target, folder = Path(pipeline.reranker).resolve(), path.parent.resolve()
+        if target.is_relative_to(folder):
+            reranker = target.relative_to(folder).as_posix()
+        elif target.is_relative_to(folder.parent) and folder.parent != folder:
+            reranker = "../" + target.relative_to(folder.parent).as_posix()
+        else:
             reranker = str(target)
     data = {
         "densa_pipeline": FORMAT,
