@@ -61,7 +61,9 @@ class _Search:
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return _trigram_vectors(texts, self.dim)
 
-    def search(self, queries: np.ndarray, k: int, allowed: Sequence[BoolArray | None]) -> list[UnitScores]:
+    def search(
+        self, queries: np.ndarray, k: int, allowed: Sequence[BoolArray | None], where: object = None
+    ) -> list[UnitScores]:
         out = []
         for query in queries:
             ids, scores = [], []

@@ -144,7 +144,7 @@ class Searcher:
         if self.reranker is not None:
             depth = max(depth, config.rerank_depth)
         allowed = snapshot.allowed(filter)
-        per_channel = [self._channel(snapshot, name, texts, depth, allowed) for name in names]
+        per_channel = [self._channel(snapshot, name, texts, depth, allowed, filter) for name in names]
         if len(names) == 1:
             scored = per_channel[0]
         else:
@@ -161,19 +161,25 @@ class Searcher:
         return [s.top(k) for s in scored], docs
 
     def _channel(
-        self, snapshot: Snapshot, name: str, texts: Sequence[str], k: int, allowed: list[BoolArray | None]
+        self,
+        snapshot: Snapshot,
+        name: str,
+        texts: Sequence[str],
+        k: int,
+        allowed: list[BoolArray | None],
+        where: Filter | None,
     ) -> list[_Scored]:
         """One channel's top ``k`` documents per query (passages aggregated to documents)."""
         channel = snapshot.channel(name)
         queries = channel.encode_queries(texts)
         if self.index.kind(name).unit == "document":
-            return [_Scored(r, {}) for r in channel.search(queries, k, allowed)]
+            return [_Scored(r, {}) for r in channel.search(queries, k, allowed, where)]
         total = sum(v.passages for v in snapshot.views)
         chunked = total > sum(v.rows for v in snapshot.views)
         want = min(k * 4 + 16, total) if chunked else k
         how = self.config.aggregate
         while True:
-            found = channel.search(queries, want, allowed)
+            found = channel.search(queries, want, allowed, where)
             out = []
             for units in found:
                 owners = snapshot.passage_documents(units.ids)

@@ -136,3 +136,73 @@ def test_an_embedded_engine_open_in_another_process_is_a_clear_error(tmp_path: P
         [sys.executable, "-c", code, str(index.path), str(ROOT)], capture_output=True, text=True, timeout=120
     )
     assert "is open in another process: Qdrant's local mode serves one process at a time" in done.stdout
+
+
+_TRICKY = [
+    {"kind": "a", "n": 1, "flag": True, "deep": {"x": 1}},
+    {"kind": 'we"ird\\', "n": 2.0, "flag": False},
+    {"kind": 'x" or pid >= 0 or "', "n": 3, "flag": 1},
+    {"kind": "é ünï", "n": 2**60, "flag": None},
+    {"n": 1.5, "m": 2},
+    {"kind": "a", "n": 2, "flag": True, "line": "two\nlines", "m": 2.0},
+]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_filters_run_in_the_engine_on_payload_and_match_densa_s_own(
+    tmp_path: Path, engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every filter answers as the FAISS channel answers (densa's SQLite filter), whether the
+    engine applies it on its payload or falls back to an id list; only the deleted ids go to
+    the engine with a payload filter."""
+    from densa.index.engines.payload import payload_key
+    from densa.types import Document
+
+    docs = [
+        Document(f"t{i}", f"document {i} about topic {i % 3}", metadata=_TRICKY[i % len(_TRICKY)])
+        for i in range(36)
+    ]
+    encoder = HashingEncoder(jitter=True)
+    index = Index.build(docs, tmp_path / "idx", encoder=encoder)
+    index = index.copy_channel("dense", engine, VectorIndexConfig(kind="flat", engine=engine))
+    index = index.delete(["t0", "t7"])
+    part = index.snapshot.channel(engine).parts[0]  # type: ignore[attr-defined]
+    sent: list[tuple[object, object]] = []  # (ids, payload filter) of each engine search
+    engine_search = type(part.engine).search
+
+    def spy(self: object, collection: str, queries: object, k: int, ids: object, *rest: object) -> object:
+        sent.append((ids, rest[2] if len(rest) > 2 else None))
+        return engine_search(self, collection, queries, k, ids, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(part.engine), "search", spy)
+    queries = ["document about topic 1", "topic 2"]
+    filters: list[dict[str, object]] = [
+        {"kind": "a"},
+        {"kind": 'we"ird\\'},
+        {"kind": 'x" or pid >= 0 or "'},
+        {"kind": "é ünï"},
+        {"n": 2},  # n is partial (2**60 has no exact float): an id list
+        {"n": 1.5},
+        {"n": 2**60},
+        {"m": 2},  # 2 and 2.0 are equal for SQLite
+        {"flag": True},  # SQLite reads true as 1
+        {"kind": "a", "flag": 1},
+        {"deep": {"x": 1}},  # nested: an id list
+        {"line": "two\nlines"},  # a control character: an id list
+        {"kind": "nothing"},
+        {"missing": "x"},
+    ]
+    pushed = 0
+    for where in filters:
+        sent.clear()
+        want = Searcher(index, SearchConfig(mode="dense")).hits(queries, 10, filter=where)
+        got = Searcher(index, SearchConfig(mode=engine)).hits(queries, 10, filter=where)
+        assert [[h.doc_id for h in hs] for hs in got] == [[h.doc_id for h in hs] for hs in want], where
+        assert all(len(hs) == len(set(h.doc_id for h in hs)) for hs in got)
+        assert all(h.metadata == next(d.metadata for d in docs if d.id == h.doc_id) for hs in got for h in hs)
+        if sent and sent[0][1] is not None:
+            pushed += 1
+            ids = sent[0][0]
+            assert ids is not None and sorted(ids.tolist()) == [0, 7]  # type: ignore[attr-defined]
+    assert pushed == 7  # every filter the engine can hold exactly went to it
+    assert part.partial == frozenset({payload_key("deep"), payload_key("n")})

@@ -36,6 +36,7 @@ import numpy.typing as npt
 
 from densa.encode.config import Backend
 from densa.encode.encoder import Encoder
+from densa.index.store import Filter
 from densa.types import Document
 
 __all__ = [
@@ -300,12 +301,16 @@ class Channel(Protocol):
         """The channel's query representation of ``texts`` (vectors, terms, ...)."""
         ...
 
-    def search(self, queries: Any, k: int, allowed: Sequence[BoolArray | None]) -> list[UnitScores]:
+    def search(
+        self, queries: Any, k: int, allowed: Sequence[BoolArray | None], where: Filter | None = None
+    ) -> list[UnitScores]:
         """The ``k`` best units of every query, by global id.
 
         ``allowed`` holds one mask over document rows per segment (deleted documents and
-        those a filter rejects are ``False``; ``None``: all allowed). Units that do not
-        match at all (a BM25 score of 0) are left out rather than padded.
+        those a filter rejects are ``False``; ``None``: all allowed). ``where`` is the filter
+        the masks were made from, for a channel whose backend can apply it itself (an engine);
+        the others need only the masks. Units that do not match at all (a BM25 score of 0)
+        are left out rather than padded.
         """
         ...
 

@@ -45,6 +45,7 @@ from densa.index.channels.base import (
     UnitScores,
     top_k_with_ties,
 )
+from densa.index.store import Filter
 from densa.types import Document
 
 __all__ = ["FACTORY", "Analyzer", "BM25Config", "BM25Kind", "Postings", "bm25_top_k"]
@@ -333,8 +334,13 @@ class BM25Channel:
         return out
 
     def search(
-        self, queries: list[list[str]], k: int, allowed: Sequence[BoolArray | None]
+        self,
+        queries: list[list[str]],
+        k: int,
+        allowed: Sequence[BoolArray | None],
+        where: Filter | None = None,
     ) -> list[UnitScores]:
+        del where  # the masks say it all
         if len(allowed) != len(self._parts):
             raise ValueError(f"{len(allowed)} masks for {len(self._parts)} segments")
         df = self.document_frequencies(t for q in queries for t in q)

@@ -47,6 +47,7 @@ from densa.index.channels.base import (
     save_part_files,
 )
 from densa.index.shards import BatchShards
+from densa.index.store import Filter
 from densa.types import Document
 
 __all__ = ["FACTORY", "ColbertChannel", "ColbertKind", "ResidualCodec", "TokenPart"]
@@ -522,7 +523,10 @@ class ColbertSearch:
     def encode_queries(self, texts: Sequence[str]) -> TokenVectors:
         return self.kind.encoder.encode_queries(texts)
 
-    def search(self, queries: TokenVectors, k: int, allowed: Sequence[BoolArray | None]) -> list[UnitScores]:
+    def search(
+        self, queries: TokenVectors, k: int, allowed: Sequence[BoolArray | None], where: Filter | None = None
+    ) -> list[UnitScores]:
+        del where  # the masks say it all
         if len(allowed) != len(self.parts):
             raise ValueError(f"{len(allowed)} masks for {len(self.parts)} segments")
         masks = [view.unit_mask(rows, "passage") for view, rows in zip(self._segments, allowed, strict=True)]

@@ -37,6 +37,7 @@ from densa.index.channels.base import (
 from densa.index.encoding import BatchRunner, Done, LocalRunner, Pending
 from densa.index.engines.base import EXTERNAL, EngineLocation, EnginePart, write_engine_part
 from densa.index.shards import BatchShards
+from densa.index.store import Filter
 from densa.index.vectors import VectorIndex, VectorIndexConfig
 from densa.types import Document
 
@@ -314,14 +315,22 @@ class DenseSearch:
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self.kind.query_encoder.encode_queries(list(texts))
 
-    def search(self, queries: np.ndarray, k: int, allowed: Sequence[BoolArray | None]) -> list[UnitScores]:
+    def search(
+        self, queries: np.ndarray, k: int, allowed: Sequence[BoolArray | None], where: Filter | None = None
+    ) -> list[UnitScores]:
         if len(allowed) != len(self.parts):
             raise ValueError(f"{len(allowed)} masks for {len(self.parts)} segments")
         masks = [view.unit_mask(rows, "passage") for view, rows in zip(self._segments, allowed, strict=True)]
         want = k + _TIE_MARGIN
+
+        def part_search(view: SegmentView, part: VectorIndex | EnginePart, mask: BoolArray | None) -> Any:
+            if isinstance(part, EnginePart) and where:  # the engine may apply the filter itself
+                return part.search(queries, want, mask, where, view.unit_mask(view.live, "passage"))
+            return part.search(queries, want, mask)
+
         while True:
             found = [
-                (view.first_passage, part.search(queries, want, mask))
+                (view.first_passage, part_search(view, part, mask))
                 for view, part, mask in zip(self._segments, self.parts, masks, strict=True)
             ]
             results = []

@@ -33,6 +33,7 @@ from densa.index.channels.base import (
     save_part_files,
     top_k_with_ties,
 )
+from densa.index.store import Filter
 from densa.types import Document
 
 __all__ = ["FACTORY", "ImpactPart", "SpladeChannel", "SpladeKind", "prune"]
@@ -244,7 +245,10 @@ class SpladeSearch:
     def encode_queries(self, texts: Sequence[str]) -> Any:
         return self.kind.encoder.encode_queries(texts)
 
-    def search(self, queries: Any, k: int, allowed: Sequence[BoolArray | None]) -> list[UnitScores]:
+    def search(
+        self, queries: Any, k: int, allowed: Sequence[BoolArray | None], where: Filter | None = None
+    ) -> list[UnitScores]:
+        del where  # the masks say it all
         if len(allowed) != len(self.parts):
             raise ValueError(f"{len(allowed)} masks for {len(self.parts)} segments")
         masks = [view.unit_mask(rows, "passage") for view, rows in zip(self._segments, allowed, strict=True)]

@@ -6,7 +6,9 @@ Every segment's part of such a channel is one collection of the engine (named
 segments stay immutable (a collection is written once, before the manifest that lists it is
 committed, so the manifest is the commit token: a failed or killed write leaves a collection
 that no manifest names, dropped by the next garbage collection); deletes are densa's tombstones,
-pushed into the engine as point-id filters; merges read the kept vectors back from the engine
+pushed into the engine as point-id filters; metadata filters run in the engine on the points'
+payload (their documents' metadata, :mod:`.payload`), or as point-id filters where the
+payload cannot answer them exactly; merges read the kept vectors back from the engine
 and write a new collection; the document store, BM25 and every other channel stay in the index
 folder.
 
@@ -24,7 +26,7 @@ import logging
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +36,9 @@ import numpy as np
 import numpy.typing as npt
 
 from densa.errors import ConfigError, EngineError, IndexDamagedError
+from densa.index.engines.payload import Value, engine_filter, segment_payloads
 from densa.index.manifest import SEGMENTS_DIR
+from densa.index.store import Filter
 from densa.index.vectors import VectorIndexConfig
 
 __all__ = [
@@ -100,13 +104,16 @@ class EngineLocation:
 class VectorEngine(Protocol):
     """What densa needs from an engine: one collection per part, points ``0 .. n-1``."""
 
-    def create(self, collection: str, dim: int, config: VectorIndexConfig, rows: int) -> None:
+    def create(self, collection: str, dim: int, config: VectorIndexConfig, rows: int, payload: bool) -> None:
         """A new empty collection for ``rows`` vectors, indexed as ``config.kind`` asks (inner
-        product)."""
+        product); with ``payload``, its points carry payload (:mod:`.payload`)."""
         ...
 
-    def insert(self, collection: str, first: int, vectors: Vectors) -> None:
-        """Points ``first .. first + len(vectors) - 1``; durable when this returns."""
+    def insert(
+        self, collection: str, first: int, vectors: Vectors, payloads: Sequence[Mapping[str, Value]] | None
+    ) -> None:
+        """Points ``first .. first + len(vectors) - 1`` (with their payloads); durable when this
+        returns."""
         ...
 
     def seal(self, collection: str) -> None:
@@ -124,9 +131,11 @@ class VectorEngine(Protocol):
         ids: Rows | None,
         exclude: bool,
         config: VectorIndexConfig,
+        where: Mapping[str, Value] | None = None,
     ) -> tuple[Vectors, Rows]:
         """Top-``k`` ``(scores, ids)`` per query, padded with ``-1``; ``ids`` (if given) are the
-        only points allowed, or with ``exclude`` the points not allowed."""
+        only points allowed, or with ``exclude`` the points not allowed; ``where`` (if given):
+        only points whose payload has every ``key == value``."""
         ...
 
     def vectors(self, collection: str, ids: Rows) -> Vectors:
@@ -220,20 +229,25 @@ def write_engine_part(
     engine = connect(location, index_dir_of(folder))
     collection = f"densa_{uuid.uuid4().hex}"
     n, dim = vectors.shape
+    payloads = segment_payloads(folder.parent, n)  # the segment's store is written before its parts
     folder.mkdir(parents=True, exist_ok=True)
-    meta = {
+    meta: dict[str, Any] = {
         "engine": str(location),
         "collection": collection,
         "rows": n,
         "dim": dim,
         "config": config.to_dict(),
     }
+    if payloads is not None:
+        meta["payload"] = {"partial": sorted(payloads.partial)}
     (folder / EXTERNAL).write_text(json.dumps(meta), encoding="utf-8")  # first: a kill leaves a trace
     try:
         with failures(location, f"writing collection {collection}"):
-            engine.create(collection, dim, config, n)
+            engine.create(collection, dim, config, n, payloads is not None)
             for start in range(0, n, _BATCH):
-                engine.insert(collection, start, np.ascontiguousarray(vectors[start : start + _BATCH]))
+                batch = np.ascontiguousarray(vectors[start : start + _BATCH])
+                points = payloads.points[start : start + _BATCH] if payloads is not None else None
+                engine.insert(collection, start, batch, points)
             engine.seal(collection)
             stored = engine.count(collection)
         if stored != n:
@@ -266,6 +280,10 @@ class EnginePart:
         self.config = VectorIndexConfig.from_dict(meta["config"])
         self._rows = int(meta["rows"])
         self.dim = int(meta["dim"])
+        payload = meta.get("payload")  # parts written before payloads: filters as id lists
+        self.partial: frozenset[str] | None = (
+            frozenset(payload["partial"]) if isinstance(payload, dict) else None
+        )
 
     @classmethod
     def load(cls, folder: Path) -> EnginePart:
@@ -283,26 +301,39 @@ class EnginePart:
         return 0
 
     def search(
-        self, queries: Vectors, k: int, allowed: npt.NDArray[np.bool_] | None = None
+        self,
+        queries: Vectors,
+        k: int,
+        allowed: npt.NDArray[np.bool_] | None = None,
+        where: Filter | None = None,
+        live: npt.NDArray[np.bool_] | None = None,
     ) -> tuple[Vectors, Rows]:
-        """As :meth:`VectorIndex.search`; a mask goes to the engine as a point-id filter (the
-        shorter of the allowed and the rejected ids)."""
+        """As :meth:`VectorIndex.search`. ``allowed`` (the points a search may return) goes to
+        the engine as a point-id filter, the shorter of the allowed and the rejected ids;
+        unless ``where``, the filter ``allowed`` was made from (with ``live``, the points not
+        deleted), can run in the engine on the part's payload: then only the deleted ids go."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         empty = np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         n = self._rows
         if not n or not len(queries):
             return empty
-        ids, exclude = None, False
+        ids, exclude, pushed = None, False, None
         if allowed is not None:
             count = int(np.count_nonzero(allowed))
             if not count:
                 return empty
-            if count < n:
+            if where and self.partial is not None:
+                pushed = engine_filter(where, self.partial)
+            if pushed is not None:
+                exclude = True
+                if live is not None and not live.all():
+                    ids = np.flatnonzero(~live).astype(np.int64)
+            elif count < n:
                 exclude = count > n - count
                 ids = np.flatnonzero(~allowed if exclude else allowed).astype(np.int64)
             k = min(k, count)
         with failures(self.location, f"searching collection {self.collection}"):
-            return self.engine.search(self.collection, queries, min(k, n), ids, exclude, self.config)
+            return self.engine.search(self.collection, queries, min(k, n), ids, exclude, self.config, pushed)
 
     def reconstruct(self, rows: Rows) -> Vectors:
         rows = np.asarray(rows, dtype=np.int64)

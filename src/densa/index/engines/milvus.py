@@ -6,14 +6,17 @@ consistency (a search sees every acknowledged insert). densa's kinds map to Milv
 types: ``flat`` FLAT, ``hnsw`` HNSW (``M``, ``efConstruction``, ``ef``), ``hnsw-sq8`` HNSW_SQ,
 ``ivf-flat`` IVF_FLAT, ``ivf-sq8`` IVF_SQ8, ``ivf-pq`` IVF_PQ (``nlist``, ``m``, ``nprobe``), all
 on inner product. ``binary`` is refused (Milvus keeps binary vectors in another field type).
-Filters on point ids are integer lists formatted by densa, so no value can change the
-expression.
+Points carry their documents' metadata in a JSON field ``meta``
+(:mod:`densa.index.engines.payload`: keys are hashes of the field names). Filters become
+expressions of densa's own making: keys are hex, point ids integers, and string values quoted
+by :func:`literal`, so no value can change the expression.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ import numpy as np
 
 from densa.errors import EngineError
 from densa.index.engines.base import EngineLocation, Rows, Vectors, in_order
+from densa.index.engines.payload import Value
 from densa.index.vectors import VectorIndexConfig
 
 __all__ = ["MilvusEngine", "open_engine"]
@@ -70,24 +74,46 @@ def index_params(config: VectorIndexConfig, dim: int, rows_hint: int) -> tuple[s
     return "FLAT", {}
 
 
+def literal(value: Value) -> str:
+    """A Milvus expression literal of a filter value that no value can escape: numbers as
+    floats (``repr``), strings double-quoted with ``\\`` and ``"`` escaped (control characters
+    never get here: :func:`densa.index.engines.payload.engine_filter` keeps them out).
+
+    Examples
+    --------
+    >>> print(literal('a" or pid >= 0 or "'), literal(2.0))
+    "a\\" or pid >= 0 or \\"" 2.0
+    """
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(float(value))
+
+
 class MilvusEngine:
     def __init__(self, client: Any) -> None:
         self._client = client
 
-    def create(self, collection: str, dim: int, config: VectorIndexConfig, rows: int) -> None:
+    def create(self, collection: str, dim: int, config: VectorIndexConfig, rows: int, payload: bool) -> None:
         from pymilvus import DataType
 
         client = self._client
         schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("pid", DataType.INT64, is_primary=True)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+        if payload:
+            schema.add_field("meta", DataType.JSON)
         index_type, params = index_params(config, dim, rows)
         indexes = client.prepare_index_params()
         indexes.add_index(field_name="vector", index_type=index_type, metric_type="IP", params=params)
         client.create_collection(collection, schema=schema, index_params=indexes, consistency_level="Strong")
 
-    def insert(self, collection: str, first: int, vectors: Vectors) -> None:
-        rows = [{"pid": first + i, "vector": v} for i, v in enumerate(vectors.tolist())]
+    def insert(
+        self, collection: str, first: int, vectors: Vectors, payloads: Sequence[Mapping[str, Value]] | None
+    ) -> None:
+        rows: list[dict[str, Any]] = [{"pid": first + i, "vector": v} for i, v in enumerate(vectors.tolist())]
+        if payloads is not None:
+            for row, payload in zip(rows, payloads, strict=True):
+                row["meta"] = dict(payload)
         self._client.insert(collection, rows)
 
     def seal(self, collection: str) -> None:
@@ -105,10 +131,12 @@ class MilvusEngine:
         ids: Rows | None,
         exclude: bool,
         config: VectorIndexConfig,
+        where: Mapping[str, Value] | None = None,
     ) -> tuple[Vectors, Rows]:
-        expression = ""
-        if ids is not None:  # integers written by densa: nothing from a user reaches the expression
-            expression = f"pid {'not in' if exclude else 'in'} [{', '.join(str(int(i)) for i in ids)}]"
+        clauses = [f'meta["{key}"] == {literal(value)}' for key, value in (where or {}).items()]
+        if ids is not None:  # integers written by densa
+            clauses.append(f"pid {'not in' if exclude else 'in'} [{', '.join(str(int(i)) for i in ids)}]")
+        expression = " and ".join(clauses)
         params: dict[str, Any] = {}
         if config.kind.startswith("hnsw"):
             params = {"ef": max(config.ef_search, k)}

@@ -3,13 +3,16 @@
 A part is a collection with one unnamed vector per point (dot product: densa's vectors are
 normalised for cosine). densa's kinds map to Qdrant's own index: ``flat`` is an exact search,
 ``hnsw`` the HNSW graph (``m``, ``ef_construct``, ``hnsw_ef``), ``hnsw-sq8`` HNSW over int8
-scalar quantisation, ``binary`` binary quantisation with rescoring. Qdrant has no IVF index:
+scalar quantisation, ``binary`` binary quantisation with rescoring. Points carry their
+documents' metadata as payload (:mod:`densa.index.engines.payload`); filters on it are payload
+conditions (exact match for strings, a one-value range for numbers). Qdrant has no IVF index:
 the ``ivf-*`` kinds are refused. Local mode searches exactly whatever the kind (it is
 Qdrant's in-process test engine); a server builds the index the kind names.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ import numpy as np
 
 from densa.errors import EngineError
 from densa.index.engines.base import EngineLocation, Rows, Vectors, in_order
+from densa.index.engines.payload import Value
 from densa.index.vectors import VectorIndexConfig
 
 __all__ = ["QdrantEngine", "open_engine"]
@@ -44,8 +48,8 @@ class QdrantEngine:
         self._models = models
         self._local = local  # local mode searches exactly and refuses search parameters
 
-    def create(self, collection: str, dim: int, config: VectorIndexConfig, rows: int) -> None:
-        m = self._models
+    def create(self, collection: str, dim: int, config: VectorIndexConfig, rows: int, payload: bool) -> None:
+        m = self._models  # payload needs no schema
         hnsw = m.HnswConfigDiff(
             m=0 if config.kind == "flat" else config.hnsw_m, ef_construct=config.ef_construction
         )
@@ -61,11 +65,14 @@ class QdrantEngine:
             quantization_config=quantization,
         )
 
-    def insert(self, collection: str, first: int, vectors: Vectors) -> None:
+    def insert(
+        self, collection: str, first: int, vectors: Vectors, payloads: Sequence[Mapping[str, Value]] | None
+    ) -> None:
         ids: list[Any] = list(range(first, first + len(vectors)))
-        self._client.upsert(
-            collection, points=self._models.Batch(ids=ids, vectors=vectors.tolist()), wait=True
+        batch = self._models.Batch(
+            ids=ids, vectors=vectors.tolist(), payloads=[dict(p) for p in payloads] if payloads else None
         )
+        self._client.upsert(collection, points=batch, wait=True)
 
     def seal(self, collection: str) -> None:
         pass  # upserts waited for (wait=True); the server indexes in the background
@@ -81,12 +88,19 @@ class QdrantEngine:
         ids: Rows | None,
         exclude: bool,
         config: VectorIndexConfig,
+        where: Mapping[str, Value] | None = None,
     ) -> tuple[Vectors, Rows]:
         m = self._models
-        where = None
+        must: list[Any] = [
+            m.FieldCondition(key=key, match=m.MatchValue(value=value))
+            if isinstance(value, str)
+            else m.FieldCondition(key=key, range=m.Range(gte=value, lte=value))
+            for key, value in (where or {}).items()
+        ]
+        must_not: list[Any] = []
         if ids is not None:
-            condition = m.HasIdCondition(has_id=ids.tolist())
-            where = m.Filter(must_not=[condition]) if exclude else m.Filter(must=[condition])
+            (must_not if exclude else must).append(m.HasIdCondition(has_id=ids.tolist()))
+        where_filter = m.Filter(must=must or None, must_not=must_not or None) if must or must_not else None
         quantization = None
         if config.kind in ("hnsw-sq8", "binary"):
             quantization = m.QuantizationSearchParams(rescore=True, oversampling=float(config.rescore))
@@ -97,7 +111,9 @@ class QdrantEngine:
                 hnsw_ef=config.ef_search, exact=config.kind == "flat", quantization=quantization
             )
         )
-        requests = [m.QueryRequest(query=q.tolist(), limit=k, filter=where, params=params) for q in queries]
+        requests = [
+            m.QueryRequest(query=q.tolist(), limit=k, filter=where_filter, params=params) for q in queries
+        ]
         answers = self._client.query_batch_points(collection, requests=requests)
         scores = np.full((len(queries), k), -np.inf, np.float32)
         rows = np.full((len(queries), k), -1, np.int64)
