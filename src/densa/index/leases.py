@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 
 from densa.errors import DensaError, IndexDamagedError
-from densa.index.engines.base import referenced_collections, remove_folder, sweep_embedded
+from densa.index.engines.base import drop_orphans, referenced_collections, remove_folder, sweep_embedded
 from densa.index.manifest import COMMITS_DIR, MANIFEST, SEGMENTS_DIR, Manifest, commit_name
 
 __all__ = ["Lease", "acquire", "collect_garbage"]
@@ -102,7 +102,9 @@ def collect_garbage(index_dir: Path, current: Manifest | None) -> None:
         for tombstone in folder.glob("deletes-*.npy"):
             if f"{folder.name}/{tombstone.name}" not in keep:
                 tombstone.unlink(missing_ok=True)
-    sweep_embedded(index_dir, referenced_collections(index_dir))
+    referenced = referenced_collections(index_dir)
+    drop_orphans(index_dir, referenced)
+    sweep_embedded(index_dir, referenced)
     for path, fd in stale:
         path.unlink(missing_ok=True)
         os.close(fd)

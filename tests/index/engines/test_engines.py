@@ -4,6 +4,7 @@ collections are dropped with their segments."""
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import sys
@@ -206,3 +207,35 @@ def test_filters_run_in_the_engine_on_payload_and_match_densa_s_own(
             assert ids is not None and sorted(ids.tolist()) == [0, 7]  # type: ignore[attr-defined]
     assert pushed == 7  # every filter the engine can hold exactly went to it
     assert part.partial == frozenset({payload_key("deep"), payload_key("n")})
+
+
+def test_a_collection_that_could_not_be_dropped_is_dropped_by_a_later_collection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An engine down while old segments are removed: their collections go on the index's
+    orphan list and a later garbage collection drops them (on a server there is no sweep)."""
+    from densa.index import leases
+    from densa.index.engines.base import ORPHANS
+
+    encoder = HashingEncoder(jitter=True)
+    index = Index.build(BASE, tmp_path / "idx", encoder=encoder, vectors=VectorIndexConfig(engine="qdrant"))
+    index = index.add([BASE[0].__class__("new", "a new document about heart attacks")])
+    old = _collections(index, "qdrant")
+    assert len(old) == 2
+    engine = connect(EngineLocation("qdrant"), index.path)
+    monkeypatch.setattr(leases, "sweep_embedded", lambda *args: None)  # as on a server
+
+    def down(*args: object) -> None:
+        raise RuntimeError("connection refused")
+
+    monkeypatch.setattr(engine, "drop", down)
+    index = index.optimize()  # one merged segment
+    index = index.delete(["new"])  # nobody holds the old generation now: its folders go, not its collections
+    orphans = json.loads((index.path / "engines" / ORPHANS).read_text())
+    assert set(orphans) == old and set(orphans.values()) == {"qdrant"}
+    assert old < _collections(index, "qdrant")
+    monkeypatch.setattr(engine, "drop", type(engine).drop.__get__(engine))
+    index = index.add([BASE[0].__class__("newer", "one more")])  # the next commit drops the orphans
+    assert not (index.path / "engines" / ORPHANS).exists()
+    assert _collections(index, "qdrant").isdisjoint(old) and len(_collections(index, "qdrant")) == 2
+    assert Searcher(index, SearchConfig(mode="dense")).hits(["heart attack"], 3)[0]

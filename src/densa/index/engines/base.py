@@ -49,12 +49,14 @@ __all__ = [
     "VectorEngine",
     "close_all",
     "connect",
+    "drop_orphans",
     "remove_folder",
     "write_engine_part",
 ]
 
 EXTERNAL = "external.json"  # in a part folder: the part's vectors live in an engine
 ENGINES_DIR = "engines"  # in an index folder: the embedded engines' storage
+ORPHANS = "orphans.json"  # in ENGINES_DIR: collections a removal could not drop yet
 _BATCH = 1024  # points a call when writing or reading vectors back
 _LOG = logging.getLogger("densa.index")
 
@@ -348,18 +350,70 @@ class EnginePart:
 
 def remove_folder(folder: Path) -> None:
     """Remove a segment folder or a part folder, after dropping the engine collections its
-    parts name (errors dropping them are left to :func:`sweep_embedded`, or to the server's
-    operator: the folder goes either way)."""
+    parts name. The folder goes either way; a collection that could not be dropped (a server
+    down) is written to the index's orphan list, and dropped by a later garbage collection
+    (:func:`drop_orphans`)."""
     markers = [folder / EXTERNAL] if (folder / EXTERNAL).is_file() else sorted(folder.glob(f"*/{EXTERNAL}"))
     for marker in markers:
         try:
             meta, location = _read_marker(marker)
-            engine = connect(location, index_dir_of(marker.parent))
+            index_dir = index_dir_of(marker.parent)
+        except _MARKER_ERRORS as exc:
+            _LOG.warning("%s: %s", marker, exc)
+            continue
+        try:
+            engine = connect(location, index_dir)
             with failures(location, f"dropping collection {meta['collection']}"):
                 engine.drop(meta["collection"])
-        except (*_MARKER_ERRORS, EngineError) as exc:
-            _LOG.warning("%s: %s", marker, exc)
+        except EngineError as exc:
+            _LOG.warning("%s: %s (kept in %s to drop later)", marker, exc, _orphans_file(index_dir))
+            _write_orphans(index_dir, {**_read_orphans(index_dir), meta["collection"]: str(location)})
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def _orphans_file(index_dir: Path) -> Path:
+    return index_dir / ENGINES_DIR / ORPHANS
+
+
+def _read_orphans(index_dir: Path) -> dict[str, str]:
+    """``collection -> engine location`` of the collections left to drop."""
+    path = _orphans_file(index_dir)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        _LOG.warning("%s: unreadable, ignored (%s)", path, exc)
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _write_orphans(index_dir: Path, orphans: dict[str, str]) -> None:
+    path = _orphans_file(index_dir)
+    if not orphans:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(orphans, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def drop_orphans(index_dir: Path, referenced: set[str]) -> None:
+    """Drop the collections on the orphan list (servers or embedded) that no part names; those
+    whose engine still fails stay on the list."""
+    left: dict[str, str] = {}
+    for collection, where in _read_orphans(index_dir).items():
+        if collection in referenced:
+            continue
+        try:
+            location = EngineLocation.parse(where)
+            with failures(location, f"dropping collection {collection}"):
+                connect(location, index_dir).drop(collection)
+        except (EngineError, ConfigError) as exc:
+            _LOG.warning("%s: %s", _orphans_file(index_dir), exc)
+            left[collection] = where
+    _write_orphans(index_dir, left)
 
 
 def sweep_embedded(index_dir: Path, referenced: set[str]) -> None:
