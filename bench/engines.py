@@ -16,6 +16,7 @@ Two parts, one run, same vectors and queries:
 Run::
 
     .venv/bin/python bench/engines.py --data ../shared/data [--n 100000]
+    .venv/bin/python bench/engines.py --parts scale --n 1000000 --name engines_1m
 
 Writes ``bench/results/engines.{json,md}``.
 """
@@ -135,9 +136,12 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--latency-queries", type=int, default=200)
+    parser.add_argument("--parts", default="quality,scale", help="quality, scale or both")
+    parser.add_argument("--name", default="engines", help="results file name (bench/results/NAME.*)")
     args = parser.parse_args()
-    quality_rows = quality(args.data, args.datasets, args.latency_queries)
-    scale_rows = scale(args.data, args.n, args.latency_queries)
+    parts = args.parts.split(",")
+    quality_rows = quality(args.data, args.datasets, args.latency_queries) if "quality" in parts else []
+    scale_rows = scale(args.data, args.n, args.latency_queries) if "scale" in parts else []
     table = markdown_table(
         ["dataset", "backend", "mode", "nDCG@10", "Recall@100", "nDCG@10 - FAISS", "e2e p50 ms", "export s"],
         [
@@ -154,6 +158,8 @@ def main() -> None:
             for r in quality_rows
         ],
     )
+    if not quality_rows:
+        table = ""
     table += "\n\nSame vectors, one segment:\n\n" + markdown_table(
         ["vectors", "backend", "index", "write s", "recall@10", "search p50 ms", "search p99 ms"],
         [
@@ -170,7 +176,7 @@ def main() -> None:
         ],
     )
     command = "python bench/engines.py " + " ".join(sys.argv[1:])
-    write_results("engines", {"quality": quality_rows, "scale": scale_rows}, table, command)
+    write_results(args.name, {"quality": quality_rows, "scale": scale_rows}, table, command)
     print(table)
 
 

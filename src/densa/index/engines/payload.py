@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from densa.index.store import Filter, SegmentStore
+from densa.index.store import DOCS_FILE, Filter, SegmentStore
 
 __all__ = ["Payloads", "engine_filter", "payload_key", "segment_payloads"]
 
@@ -67,7 +67,10 @@ class Payloads:
 def segment_payloads(segment: Path, points: int) -> Payloads | None:
     """The payload of each passage of the segment folder ``segment`` (point ``i`` = local
     passage ``i``), or ``None`` when the segment has not ``points`` passages (a part of other
-    units) or no document has metadata."""
+    units), no document has metadata, or the folder holds no document store (a part written
+    outside an index)."""
+    if not (segment / DOCS_FILE).is_file():
+        return None
     store = SegmentStore(segment)
     try:
         if len(store.passages) != points:
