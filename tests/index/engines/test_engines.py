@@ -239,3 +239,25 @@ def test_a_collection_that_could_not_be_dropped_is_dropped_by_a_later_collection
     assert not (index.path / "engines" / ORPHANS).exists()
     assert _collections(index, "qdrant").isdisjoint(old) and len(_collections(index, "qdrant")) == 2
     assert Searcher(index, SearchConfig(mode="dense")).hits(["heart attack"], 3)[0]
+
+
+_SERVERS = {"qdrant": "DENSA_TEST_QDRANT", "milvus": "DENSA_TEST_MILVUS"}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_engine_server_through_updates_and_filters_equals_faiss(tmp_path: Path, engine: str) -> None:
+    """The same as the embedded engines' test, against a real server (none here: no network)."""
+    import os
+
+    location = os.environ.get(_SERVERS[engine])
+    if not location:
+        pytest.skip(
+            f"no {engine} server: set {_SERVERS[engine]} to its location to run this test, e.g. "
+            + ("qdrant+http://localhost:6333" if engine == "qdrant" else "milvus://localhost:19530")
+        )
+    encoder = HashingEncoder(jitter=True)
+    vectors = VectorIndexConfig(kind="hnsw", engine=location, exact_below=0)
+    built = Index.build(BASE, tmp_path / "engine", encoder=encoder, batch_size=7, vectors=vectors)
+    updated, live = _apply(built, SEQUENCES["delete-then-optimize"])
+    fresh = Index.build(random.Random(0).sample(live, len(live)), tmp_path / "faiss", encoder=encoder)
+    _assert_same(_results(updated), _results(fresh))
