@@ -258,6 +258,12 @@ def test_an_engine_server_through_updates_and_filters_equals_faiss(tmp_path: Pat
     encoder = HashingEncoder(jitter=True)
     vectors = VectorIndexConfig(kind="hnsw", engine=location, exact_below=0)
     built = Index.build(BASE, tmp_path / "engine", encoder=encoder, batch_size=7, vectors=vectors)
-    updated, live = _apply(built, SEQUENCES["delete-then-optimize"])
-    fresh = Index.build(random.Random(0).sample(live, len(live)), tmp_path / "faiss", encoder=encoder)
-    _assert_same(_results(updated), _results(fresh))
+    try:
+        updated, live = _apply(built, SEQUENCES["delete-then-optimize"])
+        fresh = Index.build(random.Random(0).sample(live, len(live)), tmp_path / "faiss", encoder=encoder)
+        _assert_same(_results(updated), _results(fresh))
+    finally:  # the server keeps collections after the folder goes: drop this test's
+        from densa.index.engines.base import remove_folder
+
+        for segment in sorted((tmp_path / "engine" / "segments").iterdir()):
+            remove_folder(segment)
