@@ -16,7 +16,7 @@ Two parts, one run, same vectors and queries:
 Run::
 
     .venv/bin/python bench/engines.py --data ../shared/data [--n 100000]
-    .venv/bin/python bench/engines.py --parts scale --n 1000000 --name engines_1m
+    .venv/bin/python bench/engines.py --parts scale --n 1000000 --name engines_1m --engines milvus
 
 Writes ``bench/results/engines.{json,md}``.
 """
@@ -87,7 +87,9 @@ def quality(data: Path, datasets: list[str], latency_queries: int) -> list[dict[
     return rows
 
 
-def scale(data: Path, n: int, latency_queries: int) -> list[dict[str, Any]]:
+def scale(
+    data: Path, n: int, latency_queries: int, engines: tuple[str, ...] = ENGINES
+) -> list[dict[str, Any]]:
     base, _, real = real_base(data, list(DATASETS))
     vectors = grow(base, n)
     queries = [q.text for name in DATASETS for q in BeirDataset(data / name).queries("test")]
@@ -117,6 +119,8 @@ def scale(data: Path, n: int, latency_queries: int) -> list[dict[str, Any]]:
             ("milvus", VectorIndexConfig(**{**hnsw.to_dict(), "engine": "milvus"}), "HNSW M=32 efC=80 ef=64"),
             ("qdrant", VectorIndexConfig(engine="qdrant"), "local mode (exact)"),
         ):
+            if engine not in engines:
+                continue
             folder = Path(tmp) / engine / "segments" / "seg-000001" / "dense"
             start = time.perf_counter()
             write_engine_part(EngineLocation.parse(engine), vectors, folder, config)
@@ -138,10 +142,17 @@ def main() -> None:
     parser.add_argument("--latency-queries", type=int, default=200)
     parser.add_argument("--parts", default="quality,scale", help="quality, scale or both")
     parser.add_argument("--name", default="engines", help="results file name (bench/results/NAME.*)")
+    parser.add_argument(
+        "--engines",
+        default=",".join(ENGINES),
+        help="engines of the scale part (Qdrant's local mode inserts point by point with np.append: "
+        "quadratic, hours at 1M)",
+    )
     args = parser.parse_args()
     parts = args.parts.split(",")
     quality_rows = quality(args.data, args.datasets, args.latency_queries) if "quality" in parts else []
-    scale_rows = scale(args.data, args.n, args.latency_queries) if "scale" in parts else []
+    engines = tuple(args.engines.split(","))
+    scale_rows = scale(args.data, args.n, args.latency_queries, engines) if "scale" in parts else []
     table = markdown_table(
         ["dataset", "backend", "mode", "nDCG@10", "Recall@100", "nDCG@10 - FAISS", "e2e p50 ms", "export s"],
         [
