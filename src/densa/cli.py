@@ -1013,7 +1013,11 @@ def train_reranker(
     output: Annotated[Path, typer.Option("-o", "--output", help="Cross-encoder folder to write.")],
     base: Annotated[str | None, typer.Option(help="Model to start from (default: bundled MiniLM).")] = None,
     loss: Annotated[
-        str, typer.Option(help="listwise (positive vs its negatives, softmax) | bce (pointwise).")
+        str,
+        typer.Option(
+            help="listwise (positive vs its negatives, softmax) | bce (pointwise) | "
+            "distill (listwise, from the mining ranking's scores)."
+        ),
     ] = "listwise",
     epochs: Annotated[float, typer.Option(help="Passes over the data.")] = 2.0,
     max_steps: Annotated[int, typer.Option(help="Stop after N steps (overrides --epochs).")] = -1,
@@ -1024,6 +1028,9 @@ def train_reranker(
         int, typer.Option(help="Listwise: other questions' passages added as negatives.")
     ] = 2,
     max_length: Annotated[int, typer.Option(help="Token limit of a (question, passage) pair.")] = 192,
+    temperature: Annotated[
+        float, typer.Option(help="Distill: softmax temperature of the teacher's z-scored scores.")
+    ] = 1.0,
     dev_fraction: Annotated[float, typer.Option(help="Share of the data held out as dev.")] = 0.1,
     eval_steps: Annotated[int, typer.Option(help="Score dev every N steps.")] = 100,
     save_steps: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 100,
@@ -1044,6 +1051,7 @@ def train_reranker(
         negatives_per_question=negatives,
         in_batch_negatives=in_batch_negatives,
         max_length=max_length,
+        temperature=temperature,
         dev_fraction=dev_fraction,
         eval_steps=eval_steps,
         save_steps=save_steps,

@@ -44,6 +44,23 @@ def test_dpr_jsonl_round_trip_and_dpr_array_files(tmp_path: Path) -> None:
     assert loaded.positives == (Passage("answer text", "A", "12"),) and loaded.answers == ("x",)
 
 
+def test_dpr_passage_scores_round_trip_and_bad_scores_name_the_line(tmp_path: Path) -> None:
+    example = TrainingExample("q?", (Passage("pos", "", "p1", 3.5),), (Passage("neg", "", "n1", -1.25),))
+    write_dpr([example], tmp_path / "train.jsonl")
+    assert json.loads((tmp_path / "train.jsonl").read_text())["hard_negative_ctxs"][0]["score"] == -1.25
+    assert read_dpr(tmp_path / "train.jsonl") == [example]
+    for bad in ('"high"', "true", "NaN"):
+        path = tmp_path / "bad.jsonl"
+        path.write_text(
+            '{"question": "q", "positive_ctxs": [{"text": "p"}]}\n'
+            f'{{"question": "q", "positive_ctxs": [{{"text": "p", "score": {bad}}}]}}\n'
+        )
+        with pytest.raises(InputError, match=r"bad.jsonl:2: a 'score' in 'positive_ctxs' must be a finite"):
+            read_dpr(path)
+    path.write_text('{"question": "q", "positive_ctxs": [{"text": "p", "score": "12.5"}]}\n')
+    assert read_dpr(path)[0].positives[0].score == 12.5  # DPR's own files write scores as strings
+
+
 def test_dpr_bad_input_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text(
@@ -65,6 +82,8 @@ def test_mining_never_returns_a_positive_and_guards_false_negatives() -> None:
     assert {p.id for p in example.positives} == {"d0", "d7"}
     assert not set(negatives) & {"d0", "d7"}
     assert negatives == ["d3", "d4", "d5"]  # d1, d2 score above 0.95 x the positive's 8.0: skipped
+    assert [p.score for p in example.hard_negatives] == [5.0, 4.0, 3.0]  # the miner's scores kept
+    assert {p.id: p.score for p in example.positives} == {"d0": 8.0, "d7": None}  # d7 not retrieved
     unguarded = mine_negatives(
         [Query("q", "q")], qrels, _run(), DOCS, MiningConfig(per_query=2, relative_margin=None)
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -240,6 +241,64 @@ def test_listwise_reranker_rows_have_every_negative_column() -> None:
         assert len(columns[column]) == 5 and set(columns[column]) <= pool
     with pytest.raises(ConfigError, match="too few hard negatives"):
         _tuples([two_positives], negatives=2, seed=0)
+
+
+def test_distillation_lists_keep_the_teachers_order_with_the_positive_first() -> None:
+    from densa.train.cross_encoder import _teacher_lists
+
+    negatives = (Passage("n1", score=9.0), Passage("n2", score=5.0), Passage("n3", score=7.0))
+    example = TrainingExample("q", (Passage("a"), Passage("b")), negatives, id="x")
+    columns = _teacher_lists([example], negatives=3, temperature=0.5)
+    assert columns["query"] == ["q", "q"]
+    assert columns["docs"] == [["a", "n1", "n2", "n3"], ["b", "n1", "n2", "n3"]]
+    labels = np.array(columns["labels"][0]) * 0.5  # undo the temperature: z-scores, positive + 1
+    z = (np.array([9.0, 5.0, 7.0]) - 7.0) / np.std([9.0, 5.0, 7.0])
+    np.testing.assert_allclose(labels, [z.max() + 1.0, *z])
+    (cut,) = [_teacher_lists([example], negatives=2, temperature=1.0)["docs"][0]]
+    assert cut == ["a", "n1", "n2"]
+    unscored = TrainingExample("q", (Passage("a"),), (Passage("n"),), id="q7")
+    with pytest.raises(ConfigError, match="'q7' has a negative without one"):
+        _teacher_lists([unscored], negatives=1, temperature=1.0)
+    with pytest.raises(ConfigError, match="temperature"):
+        RerankerConfig(loss="distill", temperature=0.0)
+
+
+@pytest.mark.slow
+def test_distilled_reranker_learns_the_teachers_order(tmp_path: Path, tiny_bert: Path) -> None:
+    from densa.rerank import CrossEncoderReranker
+
+    examples = [
+        TrainingExample(
+            e.question,
+            (replace(e.positives[0], score=2.0),),
+            (replace(e.hard_negatives[0], score=1.0), Passage("unrelated words here", score=-3.0)),
+            id=e.id,
+        )
+        for e in _examples()
+    ]
+    config = RerankerConfig(
+        base=str(tiny_bert),
+        loss="distill",
+        batch_size=8,
+        max_steps=60,
+        learning_rate=3e-3,
+        negatives_per_question=2,
+        dev_fraction=0.0,
+        save_steps=100,
+        max_length=32,
+        logging_steps=5,
+    )
+    out = train_reranker(examples, tmp_path / "ce", config, progress=False)
+    history = json.loads((out / "densa_training.json").read_text())["history"]
+    losses = [e["loss"] for e in history if "loss" in e]
+    assert losses[-1] < losses[0]
+    reranker = CrossEncoderReranker(out, device="cpu")
+    wins = 0
+    for example in examples:
+        texts = [p.full_text for p in (*example.positives, *example.hard_negatives)]
+        scores = reranker.score([(example.question, t) for t in texts])
+        wins += scores[0] > scores[1] > scores[2]
+    assert wins >= 0.8 * len(TOPICS)
 
 
 @pytest.mark.slow

@@ -11,6 +11,16 @@ one-logit head. Two losses:
 * ``bce``: pointwise binary cross-entropy on positives (1) and hard negatives (0)
   (Nogueira & Cho 2019). On SciFact's ~800 training questions one epoch of it stayed near a
   constant predictor, where two epochs of ``listwise`` learned (README, "Adapt to your domain").
+* ``distill``: listwise distillation from the ranking that mined the negatives (the teacher:
+  BM25, dense or a fused ranking, whose scores ``densa mine-negatives`` writes). For each
+  (question, positive) the list is the positive and the question's hard negatives; the target
+  is ``softmax(t / temperature)`` over the list, where ``t`` is the teacher's scores z-scored
+  over the list and the positive is lifted one unit above the list's best, so the judged
+  answer stays first and the negatives keep the teacher's order and margins. Loss: the
+  cross-entropy between that target and the model's softmax (ListNet, Cao et al. 2007;
+  sentence-transformers' ``ListNetLoss``), as in RocketQAv2's listwise distillation (Ren et
+  al. 2021). Each negative then teaches how far below the answer it belongs, not only that
+  it is below.
 
 The output folder loads as a sentence-transformers ``CrossEncoder`` and in
 ``densa search --rerank``.
@@ -18,6 +28,7 @@ The output folder loads as a sentence-transformers ``CrossEncoder`` and in
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,7 +51,7 @@ class RerankerConfig:
     """Cross-encoder training options (see :class:`densa.train.TrainConfig` for the shared ones)."""
 
     base: str = DEFAULT_MODEL
-    loss: Literal["listwise", "bce"] = "listwise"
+    loss: Literal["listwise", "bce", "distill"] = "listwise"
     epochs: float = 2.0
     max_steps: int = -1
     batch_size: int = 16
@@ -49,6 +60,7 @@ class RerankerConfig:
     negatives_per_question: int = 4
     in_batch_negatives: int = 2
     max_length: int = 192
+    temperature: float = 1.0
     dev_fraction: float = 0.1
     eval_steps: int = 100
     save_steps: int = 100
@@ -56,8 +68,10 @@ class RerankerConfig:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        if self.loss not in ("listwise", "bce"):
-            raise ConfigError(f"reranker loss must be 'listwise' or 'bce', got {self.loss!r}")
+        if self.loss not in ("listwise", "bce", "distill"):
+            raise ConfigError(f"reranker loss must be 'listwise', 'bce' or 'distill', got {self.loss!r}")
+        if not self.temperature > 0:
+            raise ConfigError("the distillation temperature must be positive")
         if self.batch_size < 1 or self.max_length < 16:
             raise ConfigError("reranker batch_size must be >= 1 and max_length >= 16")
         if self.negatives_per_question < 0 or self.in_batch_negatives < 0:
@@ -113,6 +127,38 @@ def _tuples(examples: Sequence[TrainingExample], negatives: int, seed: int) -> d
     return columns
 
 
+def _teacher_lists(
+    examples: Sequence[TrainingExample], negatives: int, temperature: float
+) -> dict[str, list[Any]]:
+    """One row per (question, positive): ``query, docs, labels`` for the ``distill`` loss.
+
+    ``labels`` are ListNet's logits of the target distribution (see the module docstring).
+    """
+    columns: dict[str, list[Any]] = {"query": [], "docs": [], "labels": []}
+    for example in examples:
+        own = example.hard_negatives[:negatives]
+        if not own:
+            continue
+        if any(n.score is None for n in own):
+            raise ConfigError(
+                f"the distill loss needs each hard negative's teacher score; question "
+                f"{example.id or example.question!r} has a negative without one "
+                "(mine with `densa mine-negatives`, which writes them)"
+            )
+        scores = [float(n.score) for n in own if n.score is not None]
+        mean = sum(scores) / len(scores)
+        spread = math.sqrt(sum((x - mean) ** 2 for x in scores) / len(scores)) or 1.0
+        z = [(x - mean) / spread for x in scores]
+        top = max(z) + 1.0
+        for positive in example.positives:
+            columns["query"].append(example.question)
+            columns["docs"].append([positive.full_text, *(n.full_text for n in own)])
+            columns["labels"].append([x / temperature for x in (top, *z)])
+    if not columns["query"]:
+        raise ConfigError("the distill loss needs questions with hard negatives")
+    return columns
+
+
 def train_reranker(
     examples: Sequence[TrainingExample], output: str | Path, config: RerankerConfig, *, progress: bool = True
 ) -> Path:
@@ -123,6 +169,7 @@ def train_reranker(
     from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
     from sentence_transformers.cross_encoder.losses import (
         BinaryCrossEntropyLoss,
+        ListNetLoss,
         MultipleNegativesRankingLoss,
     )
 
@@ -158,6 +205,9 @@ def train_reranker(
     if config.loss == "listwise":
         columns = _tuples(train, config.negatives_per_question, config.seed)
         loss = MultipleNegativesRankingLoss(model, num_negatives=config.in_batch_negatives)
+    elif config.loss == "distill":
+        columns = _teacher_lists(train, config.negatives_per_question, config.temperature)
+        loss = ListNetLoss(model)
     else:
         columns = _pairs(train, config.negatives_per_question)
         loss = BinaryCrossEntropyLoss(model)

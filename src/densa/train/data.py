@@ -3,8 +3,12 @@
 One example per question::
 
     {"question": "...", "answers": [],
-     "positive_ctxs": [{"title": "...", "text": "...", "passage_id": "..."}],
+     "positive_ctxs": [{"title": "...", "text": "...", "passage_id": "...", "score": 12.3}],
      "negative_ctxs": [...], "hard_negative_ctxs": [...]}
+
+``score`` (optional, as in DPR's own files) is the score of the ranking that retrieved the
+passage; ``densa mine-negatives`` writes it, and ``densa train-reranker --loss distill``
+learns from it (the ranking is the teacher).
 
 densa writes one example per line (JSONL) and reads both JSONL and DPR's original files
 (one JSON array), so DPR's own training data can be used as is.
@@ -13,6 +17,7 @@ densa writes one example per line (JSONL) and reads both JSONL and DPR's origina
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,18 +37,22 @@ class Passage:
     text: str
     title: str = ""
     id: str = ""
+    score: float | None = None
 
     @property
     def full_text(self) -> str:
         return f"{self.title} {self.text}".strip() if self.title else self.text
 
     @classmethod
-    def of(cls, doc: Document) -> Passage:
-        """A corpus document as a training passage (its id kept)."""
-        return cls(doc.text, doc.title, doc.id)
+    def of(cls, doc: Document, score: float | None = None) -> Passage:
+        """A corpus document as a training passage (its id kept, with its retrieval score)."""
+        return cls(doc.text, doc.title, doc.id, score)
 
-    def to_dpr(self) -> dict[str, str]:
-        return {"title": self.title, "text": self.text, "passage_id": self.id}
+    def to_dpr(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"title": self.title, "text": self.text, "passage_id": self.id}
+        if self.score is not None:
+            out["score"] = self.score
+        return out
 
 
 @dataclass(frozen=True)
@@ -78,7 +87,15 @@ def _passages(value: Any, source: str, line: int, key: str) -> tuple[Passage, ..
         if not isinstance(ctx, dict) or not isinstance(ctx.get("text"), str) or not ctx["text"].strip():
             raise InputError(source, line, f"every entry of {key!r} needs a non-empty 'text'")
         pid = ctx.get("passage_id", ctx.get("psg_id", ctx.get("id", "")))
-        out.append(Passage(ctx["text"], str(ctx.get("title") or ""), str(pid)))
+        score = ctx.get("score")
+        if score is not None:  # DPR writes it as a string
+            try:
+                score = float(score)
+            except (TypeError, ValueError):
+                score = math.nan
+            if not math.isfinite(score) or isinstance(ctx["score"], bool):
+                raise InputError(source, line, f"a 'score' in {key!r} must be a finite number")
+        out.append(Passage(ctx["text"], str(ctx.get("title") or ""), str(pid), score))
     return tuple(out)
 
 

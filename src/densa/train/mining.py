@@ -64,7 +64,11 @@ def mine_negatives(
     documents: Mapping[str, Document],
     config: MiningConfig,
 ) -> list[TrainingExample]:
-    """One training example per query that has a relevant document in ``documents``."""
+    """One training example per query that has a relevant document in ``documents``.
+
+    Every passage keeps the score ``run`` gave it (a positive outside the top ``depth`` has
+    none), so the mining ranking can be a teacher (``train-reranker --loss distill``).
+    """
     examples = []
     for query in queries:
         positives = [documents[d] for d in sorted(qrels.relevant(query.id)) if d in documents]
@@ -72,6 +76,7 @@ def mine_negatives(
             continue
         relevant = qrels.relevant(query.id)
         ranked = run.ranked(query.id, config.depth)
+        scored = {h.doc_id: h.score for h in ranked}
         positive_scores = [h.score for h in ranked if h.doc_id in relevant]
         ceiling = None
         if config.relative_margin is not None and positive_scores and max(positive_scores) > 0:
@@ -82,13 +87,13 @@ def mine_negatives(
                 continue
             if ceiling is not None and hit.score > ceiling:
                 continue
-            negatives.append(Passage.of(documents[hit.doc_id]))
+            negatives.append(Passage.of(documents[hit.doc_id], hit.score))
             if len(negatives) == config.per_query:
                 break
         examples.append(
             TrainingExample(
                 question=query.text,
-                positives=tuple(Passage.of(p) for p in positives),
+                positives=tuple(Passage.of(p, scored.get(p.id)) for p in positives),
                 hard_negatives=tuple(negatives),
                 id=query.id,
             )
