@@ -1070,8 +1070,13 @@ def _int_list(text: str | None) -> tuple[int, ...]:
         raise DensaError(f"{text!r} is not a comma-separated list of integers") from None
 
 
+# serve's options that a --pipeline file also sets, and the ServeConfig field each one is
+_SERVE_PIPELINE_OPTIONS = {"rerank": "reranker", "rerank_weight": "rerank_weight", "backend": "backend"}
+
+
 @app.command()
 def serve(
+    ctx: typer.Context,
     index_path: IndexArg,
     host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
@@ -1083,10 +1088,18 @@ def serve(
     rerank_weight: RerankWeightOpt = 1.0,
     device: Annotated[str | None, typer.Option(help="cpu | cuda.")] = None,
     backend: QueryBackendOpt = "auto",
+    pipeline: Annotated[
+        Path | None,
+        typer.Option(
+            help="Pipeline JSON file: the search options of requests that leave them out, its "
+            "reranker (used unless a request says rerank false) and backend; options given here win."
+        ),
+    ] = None,
 ) -> None:
     """Serve INDEX over HTTP: search API, document API, RAG context, and the search page at /."""
     from densa._optional import require
-    from densa.serve import ServeConfig
+    from densa.search.pipeline import read_pipeline
+    from densa.serve import ServeConfig, with_pipeline
     from densa.serve.app import create_app
 
     uvicorn = require("uvicorn", "serve")
@@ -1101,6 +1114,9 @@ def serve(
         device=device,
         backend=backend,  # type: ignore[arg-type]
     )
+    if pipeline is not None:
+        given = {field for option, field in _SERVE_PIPELINE_OPTIONS.items() if _given(ctx, option)}
+        config = with_pipeline(config, read_pipeline(pipeline), given)
     application = create_app(config)
     typer.echo(f"serving {index_path} on http://{host}:{port}/  (API docs at /docs)")
     uvicorn.run(application, host=host, port=port, log_level="warning")

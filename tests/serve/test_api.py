@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from densa.corpus import read_corpus
+from densa.errors import ConfigError
 from densa.index import Index
 from densa.serve import ServeConfig
 from densa.serve.app import create_app
@@ -175,3 +177,37 @@ def test_search_options_come_from_the_search_config(index_path: Path) -> None:
     assert api.post("/search", json={"query": "x", "depth": 0}).status_code == 422  # SearchConfig's own check
     weights = {"query": "x", "mode": "hybrid", "fusion": {"weights": {"dense": 1}}}
     assert api.post("/search", json=weights).status_code == 422  # no weight for bm25
+
+
+def test_a_pipeline_sets_the_defaults_of_requests_and_requests_override_them(
+    index_path: Path, tmp_path: Path, minilm_path: Path
+) -> None:
+    from densa.search import SearchConfig
+    from densa.search.pipeline import Pipeline
+    from densa.serve import with_pipeline
+    from tests.helpers import build_tiny_bert
+
+    reranker = build_tiny_bert(tmp_path / "ce", minilm_path, classifier=True)
+    search = SearchConfig(mode="bm25", depth=5, rerank_depth=4, rerank_weight=0.5)
+    pipeline = Pipeline(search, reranker=reranker)
+    config = with_pipeline(ServeConfig(index=index_path), pipeline)
+    assert (config.reranker, config.rerank_weight, config.rerank_by_default) == (reranker, 0.5, True)
+    by_hand = with_pipeline(ServeConfig(index=index_path, rerank_weight=0.2), pipeline, {"rerank_weight"})
+    assert by_hand.rerank_weight == 0.2
+    api = TestClient(create_app(config, encoder=HashingEncoder()))
+    plain = client(index_path, reranker=reranker)
+
+    def ids(api: TestClient, **body: object) -> list[str]:
+        answer = api.post("/search", json={"query": "heart attack", "k": 5, **body})
+        assert answer.status_code == 200, answer.text
+        return [h["id"] for h in answer.json()["results"][0]["hits"]]
+
+    piped = {"mode": "bm25", "depth": 5, "rerank_depth": 4, "rerank_weight": 0.5, "rerank": True}
+    assert api.post("/search", json={"query": "heart"}).json()["mode"] == "bm25"
+    assert ids(api) == ids(plain, **piped)  # the file's mode, depths and reranker
+    assert ids(api, rerank=False) == ids(plain, mode="bm25", depth=5)
+    assert ids(api, mode="dense") == ids(plain, **{**piped, "mode": "dense"})  # a request's option wins
+    with pytest.raises(Exception, match="nope"):  # a pipeline naming a channel the index lacks
+        create_app(replace(config, search=SearchConfig(mode="nope")), encoder=HashingEncoder())
+    with pytest.raises(ConfigError, match="needs a reranker"):
+        ServeConfig(index=index_path, rerank_by_default=True)

@@ -1,8 +1,8 @@
 """Serving stage (``pip install 'densa[serve]'``): HTTP API and search page."""
 
-from densa.serve.config import ServeConfig, is_loopback
+from densa.serve.config import ServeConfig, is_loopback, with_pipeline
 
-__all__ = ["ServeConfig", "create_app", "is_loopback"]
+__all__ = ["ServeConfig", "create_app", "is_loopback", "with_pipeline"]
 
 
 def __getattr__(name: str) -> object:

@@ -23,7 +23,6 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -169,16 +168,16 @@ def create_app(config: ServeConfig, *, encoder: Encoder | None = None) -> Any:
     def search(body: SearchRequest) -> Response:
         texts = body.texts()
         check_queries(texts)
-        if body.rerank and service.reranker is None:
+        rerank = body.rerank if "rerank" in body.model_fields_set else config.rerank_by_default
+        if rerank and service.reranker is None:
             raise DensaError("no reranker configured: start the server with --rerank DIR")
-        config = search_config(body)
-        if "rerank_weight" not in body.model_fields_set:  # the server's --rerank-weight
-            config = replace(config, rerank_weight=service.config.rerank_weight)
-        channels, hits = service.search(texts, body.k, config, body.filter, body.rerank)
+        # options the request leaves out: the server's (--rerank-weight, a --pipeline file's)
+        search = search_config(body, config.request_defaults)
+        channels, hits = service.search(texts, body.k, search, body.filter, rerank)
         results = [
             QueryResult(query=t, hits=[_hit_out(h) for h in hs]) for t, hs in zip(texts, hits, strict=True)
         ]
-        answer = SearchResponse(mode=config.mode, channels=channels, results=results)
+        answer = SearchResponse(mode=search.mode, channels=channels, results=results)
         # serialised once by pydantic (the hot path): FastAPI would validate the model again first
         return Response(answer.model_dump_json(), media_type="application/json")
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from collections.abc import Container
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from densa.encode.config import Backend
 from densa.errors import ConfigError
 from densa.search.config import SearchConfig
+from densa.search.pipeline import Pipeline
 
-__all__ = ["ServeConfig", "is_loopback"]
+__all__ = ["ServeConfig", "is_loopback", "with_pipeline"]
 
 
 def is_loopback(host: str) -> bool:
@@ -48,6 +50,12 @@ class ServeConfig:
         Cross-encoder folder for requests with ``"rerank": true``.
     rerank_weight
         Cross-encoder share of the reranked score (see :class:`densa.search.SearchConfig`).
+    search
+        The search options a request leaves out (``densa serve --pipeline FILE``: the file's
+        channels, fusion and depths); ``None``: :class:`~densa.search.SearchConfig`'s defaults.
+        ``rerank_weight`` above wins over its ``rerank_weight``.
+    rerank_by_default
+        Whether a request that does not say ``rerank`` is reranked (a pipeline with a reranker).
     max_query_chars, max_queries, max_body_bytes
         Request limits (answered with JSON 4xx errors).
     device
@@ -70,6 +78,8 @@ class ServeConfig:
     read_only: bool = False
     reranker: Path | None = None
     rerank_weight: float = 1.0
+    search: SearchConfig | None = None
+    rerank_by_default: bool = False
     max_query_chars: int = 2000
     max_queries: int = 64
     max_body_bytes: int = 8 * 1024 * 1024
@@ -87,7 +97,30 @@ class ServeConfig:
             raise ConfigError("request limits must be positive (body at least 1 KiB)")
         if not 0 <= self.batch_wait_ms <= 1000 or self.max_batch < 1 or self.model_threads < 1:
             raise ConfigError("batch_wait_ms must be in [0, 1000], max_batch and model_threads positive")
+        if self.rerank_by_default and self.reranker is None:
+            raise ConfigError("rerank_by_default needs a reranker")
+
+    @property
+    def request_defaults(self) -> SearchConfig:
+        """The search options of a request that leaves them out."""
+        return replace(self.search or SearchConfig(), rerank_weight=self.rerank_weight)
 
     @property
     def writes_need_key(self) -> bool:
         return self.api_key is not None or not is_loopback(self.host)
+
+
+def with_pipeline(config: ServeConfig, pipeline: Pipeline, given: Container[str] = ()) -> ServeConfig:
+    """``config`` serving a pipeline file: its search options become the requests' defaults,
+    its reranker reranks every request that does not say ``"rerank": false``, and its rerank
+    weight and backend hold, except for the fields named in ``given`` (set by hand)."""
+    changes: dict[str, object] = {"search": pipeline.search}
+    if "reranker" not in given and pipeline.reranker is not None:
+        changes["reranker"] = pipeline.reranker
+    if "rerank_weight" not in given:
+        changes["rerank_weight"] = pipeline.search.rerank_weight
+    if "backend" not in given and pipeline.backend is not None:
+        changes["backend"] = pipeline.backend
+    reranker = changes.get("reranker", config.reranker)
+    changes["rerank_by_default"] = pipeline.reranker is not None and reranker is not None
+    return replace(config, **changes)  # type: ignore[arg-type]

@@ -72,11 +72,19 @@ FusionOptions = _options_model(FusionConfig, "FusionOptions", {})
 SearchOptions = _options_model(SearchConfig, "SearchOptions", {FusionConfig: FusionOptions})
 
 
-def search_config(options: BaseModel) -> SearchConfig:
-    """The :class:`SearchConfig` a request asks for (its checks raise ``ConfigError``)."""
+def search_config(options: BaseModel, defaults: SearchConfig | None = None) -> SearchConfig:
+    """The :class:`SearchConfig` a request asks for (its checks raise ``ConfigError``).
+
+    With ``defaults`` (the server's), only the options the request sets replace them; a
+    request's ``fusion`` replaces the whole fusion.
+    """
     values = {f.name: getattr(options, f.name) for f in dataclasses.fields(SearchConfig)}
     fusion = values.pop("fusion")
-    return SearchConfig(fusion=FusionConfig(**fusion.model_dump()) if fusion else FusionConfig(), **values)
+    config = SearchConfig(fusion=FusionConfig(**fusion.model_dump()) if fusion else FusionConfig(), **values)
+    if defaults is None:
+        return config
+    given = {f.name: getattr(config, f.name) for f in dataclasses.fields(SearchConfig)}
+    return dataclasses.replace(defaults, **{k: v for k, v in given.items() if k in options.model_fields_set})
 
 
 def _not_blank(text: str) -> str:
@@ -86,7 +94,11 @@ def _not_blank(text: str) -> str:
 
 
 class SearchRequest(SearchOptions):  # type: ignore[misc, valid-type]
-    """One query or many, how many hits, a metadata filter, reranking, and search options."""
+    """One query or many, how many hits, a metadata filter, reranking, and search options.
+
+    Search options and ``rerank`` left out take the server's (``densa serve --pipeline FILE``
+    or ``--rerank-weight``), which may differ from the defaults shown here.
+    """
 
     model_config = ConfigDict(
         extra="forbid",
@@ -96,7 +108,9 @@ class SearchRequest(SearchOptions):  # type: ignore[misc, valid-type]
     query: StrictStr | None = Field(None, min_length=1, description="One query (or use `queries`).")
     queries: list[StrictStr] | None = Field(None, min_length=1, description="Several queries.")
     k: StrictInt = Field(10, ge=1, le=1000)
-    rerank: StrictBool = False
+    rerank: StrictBool = Field(
+        False, description="Rerank with the server's reranker (left out: its own default)."
+    )
     filter: dict[str, Scalar] | None = Field(None, description="Metadata field -> value every hit must have.")
 
     @field_validator("query")

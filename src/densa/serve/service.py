@@ -120,6 +120,8 @@ class IndexService:
                 kind.use_encoder(self.encoder)
             else:  # documents on the index's backend, loaded when a write needs it
                 kind.use_encoder(queries=self.encoder)
+        if self.config.search is not None:  # a pipeline naming channels the index lacks fails now
+            resolve_channels(self.config.search.mode, index.channels)
         if len(index.channels) > 1:  # measure label-free fusion now, not in the first request
             from densa.search.calibrate import load_or_measure
 
