@@ -57,14 +57,13 @@ from densa.train import (
     MiningConfig,
     mine_dataset,
     read_dpr,
-    split_dev,
     train_bi_encoder,
     train_reranker,
     write_dpr,
 )
 from densa.train.colbert import train_colbert
 from densa.types import Qrels, Query, Run
-from train_scifact import RERANK, SHARED, CachedReranker
+from train_scifact import RERANK, SHARED, CachedReranker, dev_split
 
 METRICS = ["ndcg@10", "recall@100", "mrr@10"]
 CHANNELS = ("dense", "bm25", "colbert", "dense-ft")
@@ -88,17 +87,6 @@ def models(examples: list[Any]) -> dict[str, Path]:
     if not (paths["reranker"] / "densa_training.json").exists():
         train_reranker(examples, paths["reranker"], replace(RERANK, base=str(paths["dense-ft"])))
     return paths
-
-
-def dev_split(scifact: BeirDataset, examples: list[Any]) -> tuple[list[Query], Qrels]:
-    """The dev questions every trainer held out, with their train qrels."""
-    _, dev = split_dev(examples, RERANK.dev_fraction, RERANK.seed)
-    assert (RERANK.dev_fraction, RERANK.seed) == (SHARED.dev_fraction, SHARED.seed)
-    assert (COLBERT_TRAIN.dev_fraction, COLBERT_TRAIN.seed) == (SHARED.dev_fraction, SHARED.seed)
-    questions = {e.question for e in dev}
-    queries = [q for q in scifact.queries("train") if q.text in questions]
-    judged = scifact.qrels("train").judgements
-    return queries, Qrels({q.id: judged[q.id] for q in queries})
 
 
 def weight_grid(n: int) -> list[tuple[float, ...]]:
@@ -165,6 +153,7 @@ def main() -> None:
     index, _ = with_channel(
         scifact.root, "best", "dense-ft", DenseChannel(EncoderConfig(model=str(paths["dense-ft"])))
     )
+    assert (COLBERT_TRAIN.dev_fraction, COLBERT_TRAIN.seed) == (SHARED.dev_fraction, SHARED.seed)
     dev_queries, dev_qrels = dev_split(scifact, examples)
     test_queries, test_qrels = scifact.queries("test"), scifact.qrels("test")
     print(f"{len(dev_queries)} dev questions, {len(test_queries)} test queries", flush=True)

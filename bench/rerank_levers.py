@@ -44,12 +44,11 @@ from densa.train import (
     RerankerConfig,
     mine_dataset,
     read_dpr,
-    split_dev,
     train_reranker,
     write_dpr,
 )
 from densa.types import Qrels
-from train_scifact import WEIGHTS, CachedReranker
+from train_scifact import RERANK, WEIGHTS, CachedReranker, dev_split
 
 METRICS = ["ndcg@10", "recall@100", "mrr@10"]
 BASE = RerankerConfig(epochs=1.0, eval_steps=25, save_steps=25, logging_steps=10)
@@ -100,14 +99,10 @@ def main() -> None:
         if not path.exists():
             write_dpr(mine_dataset(scifact, "train", config, None if miner == "bm25" else index.path), path)
         examples[miner] = read_dpr(path)
-    dev_sets = {
-        tuple(e.question for e in split_dev(ex, BASE.dev_fraction, BASE.seed)[1]) for ex in examples.values()
-    }
-    assert len(dev_sets) == 1, "the miners must leave the same dev questions"
-    dev_questions = set(next(iter(dev_sets)))
-    dev_queries = [q for q in scifact.queries("train") if q.text in dev_questions]
-    train_qrels = scifact.qrels("train").judgements
-    dev_qrels = Qrels({q.id: train_qrels[q.id] for q in dev_queries})
+    assert (BASE.dev_fraction, BASE.seed) == (RERANK.dev_fraction, RERANK.seed)
+    splits = [dev_split(scifact, ex) for ex in examples.values()]
+    assert all(queries == splits[0][0] for queries, _ in splits), "the miners must leave one dev set"
+    dev_queries, dev_qrels = splits[0]
     test, test_qrels = scifact.queries("test"), scifact.qrels("test")
 
     for name in args.levers.split(","):

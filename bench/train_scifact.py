@@ -109,6 +109,16 @@ class CachedReranker:
         return [self.cache[p] for p in pairs]
 
 
+def dev_split(scifact: BeirDataset, examples: list[Any]) -> tuple[list[Query], Qrels]:
+    """The dev questions every trainer held out, with their train qrels."""
+    _, dev = split_dev(examples, RERANK.dev_fraction, RERANK.seed)
+    assert (RERANK.dev_fraction, RERANK.seed) == (SHARED.dev_fraction, SHARED.seed)
+    questions = {e.question for e in dev}
+    queries = [q for q in scifact.queries("train") if q.text in questions]
+    judged = scifact.qrels("train").judgements
+    return queries, Qrels({q.id: judged[q.id] for q in queries})
+
+
 def rerank_step(
     scifact: BeirDataset,
     examples: list[Any],
@@ -121,11 +131,7 @@ def rerank_step(
     SciFact *train* exactly as training carved them; test sees only the chosen weight and 1."""
     index = cached_index(scifact.root)
     reranker = CachedReranker(CrossEncoderReranker(reranker_dir, batch_size=64, show_progress=True))
-    _, dev = split_dev(examples, RERANK.dev_fraction, RERANK.seed)
-    dev_questions = {e.question for e in dev}
-    dev_queries = [q for q in scifact.queries("train") if q.text in dev_questions]
-    train_qrels = scifact.qrels("train").judgements
-    dev_qrels = Qrels({q.id: train_qrels[q.id] for q in dev_queries})
+    dev_queries, dev_qrels = dev_split(scifact, examples)
 
     def score(weight: float | None, queries: list[Query], qrels: Qrels) -> dict[str, Any]:
         # the equal-weight fusion these results were measured with (the default before issue 14)

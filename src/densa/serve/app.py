@@ -164,6 +164,9 @@ def create_app(config: ServeConfig, *, encoder: Encoder | None = None) -> Any:
         if any(len(t) > config.max_query_chars for t in texts):
             raise InputError("query", None, f"longer than {config.max_query_chars} characters")
 
+    # options a request leaves out: the server's (--rerank-weight, a --pipeline file's), made once
+    defaults = config.request_defaults
+
     @app.post("/search", response_model=SearchResponse, responses=ERROR_RESPONSES)
     def search(body: SearchRequest) -> Response:
         texts = body.texts()
@@ -171,8 +174,7 @@ def create_app(config: ServeConfig, *, encoder: Encoder | None = None) -> Any:
         rerank = body.rerank if "rerank" in body.model_fields_set else config.rerank_by_default
         if rerank and service.reranker is None:
             raise DensaError("no reranker configured: start the server with --rerank DIR")
-        # options the request leaves out: the server's (--rerank-weight, a --pipeline file's)
-        search = search_config(body, config.request_defaults)
+        search = search_config(body, defaults)
         channels, hits = service.search(texts, body.k, search, body.filter, rerank)
         results = [
             QueryResult(query=t, hits=[_hit_out(h) for h in hs]) for t, hs in zip(texts, hits, strict=True)

@@ -72,19 +72,14 @@ FusionOptions = _options_model(FusionConfig, "FusionOptions", {})
 SearchOptions = _options_model(SearchConfig, "SearchOptions", {FusionConfig: FusionOptions})
 
 
-def search_config(options: BaseModel, defaults: SearchConfig | None = None) -> SearchConfig:
-    """The :class:`SearchConfig` a request asks for (its checks raise ``ConfigError``).
-
-    With ``defaults`` (the server's), only the options the request sets replace them; a
-    request's ``fusion`` replaces the whole fusion.
-    """
+def search_config(options: BaseModel, defaults: SearchConfig) -> SearchConfig:
+    """The :class:`SearchConfig` a request asks for (its checks raise ``ConfigError``): the
+    server's ``defaults`` with the options the request sets (its ``fusion`` as a whole)."""
     values = {f.name: getattr(options, f.name) for f in dataclasses.fields(SearchConfig)}
     fusion = values.pop("fusion")
     config = SearchConfig(fusion=FusionConfig(**fusion.model_dump()) if fusion else FusionConfig(), **values)
-    if defaults is None:
-        return config
-    given = {f.name: getattr(config, f.name) for f in dataclasses.fields(SearchConfig)}
-    return dataclasses.replace(defaults, **{k: v for k, v in given.items() if k in options.model_fields_set})
+    given = {f.name for f in dataclasses.fields(SearchConfig)} & options.model_fields_set
+    return dataclasses.replace(defaults, **{name: getattr(config, name) for name in given})
 
 
 def _not_blank(text: str) -> str:

@@ -77,6 +77,17 @@ class TrainingExample:
         }
 
 
+def _finite(value: Any) -> float | None:
+    """``value`` as a finite float (DPR writes scores as strings), or ``None`` if it is not one."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _passages(value: Any, source: str, line: int, key: str) -> tuple[Passage, ...]:
     if value is None:
         return ()
@@ -88,12 +99,9 @@ def _passages(value: Any, source: str, line: int, key: str) -> tuple[Passage, ..
             raise InputError(source, line, f"every entry of {key!r} needs a non-empty 'text'")
         pid = ctx.get("passage_id", ctx.get("psg_id", ctx.get("id", "")))
         score = ctx.get("score")
-        if score is not None:  # DPR writes it as a string
-            try:
-                score = float(score)
-            except (TypeError, ValueError):
-                score = math.nan
-            if not math.isfinite(score) or isinstance(ctx["score"], bool):
+        if score is not None:
+            score = _finite(score)
+            if score is None:
                 raise InputError(source, line, f"a 'score' in {key!r} must be a finite number")
         out.append(Passage(ctx["text"], str(ctx.get("title") or ""), str(pid), score))
     return tuple(out)
