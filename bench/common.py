@@ -18,10 +18,20 @@ WORK = Path(__file__).parent / "work"
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+def python_loop_seconds() -> float:
+    """Seconds for ten million pure-Python additions: this machine's speed on the day, so that
+    runs on different days (the shared CPUs here vary by 2-3x) can be compared."""
+    start, total = time.perf_counter(), 0
+    for i in range(10_000_000):
+        total += i
+    return round(time.perf_counter() - start, 3)
+
+
 def machine() -> dict[str, Any]:
     import torch
 
     return {
+        "python_loop_s": python_loop_seconds(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
@@ -53,7 +63,10 @@ def write_results(name: str, payload: dict[str, Any], table: str, command: str) 
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {"command": command, "machine": machine(), **payload}
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    header = f"# {name}\n\nProduced by `{command}` on {payload['machine']['cpu_count']} CPU cores.\n\n"
+    header = (
+        f"# {name}\n\nProduced by `{command}` on {payload['machine']['cpu_count']} CPU cores "
+        f"(ten million Python additions took {payload['machine']['python_loop_s']} s).\n\n"
+    )
     (RESULTS / f"{name}.md").write_text(header + table + "\n", encoding="utf-8")
 
 

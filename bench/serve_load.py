@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -57,8 +58,31 @@ def start_server(index: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("server did not start")
 
 
+def wait_until_ready(url: str, timeout: float = 300) -> None:
+    """Until the server has loaded what writes need (it loads it beside its first searches,
+    which it would slow): the phases measure a server in its steady state."""
+    deadline = time.monotonic() + timeout
+    while not httpx.get(f"{url}/stats", timeout=10).json().get("writes_ready", True):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the server's write model did not load")
+        time.sleep(0.5)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def phase(
-    url: str, index: Path, queries: list[str], clients: int, seconds: float, mode: str, writes: bool
+    url: str,
+    index: Path,
+    queries: list[str],
+    clients: int,
+    seconds: float,
+    mode: str,
+    writes: bool,
+    server_pid: int,
 ) -> dict[str, Any]:
     stop = time.monotonic() + seconds
     latencies: list[float] = []
@@ -153,12 +177,13 @@ def phase(
     threads = [threading.Thread(target=client, args=(seed,)) for seed in range(clients)]
     if writes:
         threads += [threading.Thread(target=api_writer), threading.Thread(target=cli_writer)]
-    began = time.perf_counter()
+    began, server_cpu, own_cpu = time.perf_counter(), cpu_seconds(server_pid), time.process_time()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - began
+    server_cpu, own_cpu = cpu_seconds(server_pid) - server_cpu, time.process_time() - own_cpu
     arr = np.asarray(latencies)
     out: dict[str, Any] = {
         "mode": mode,
@@ -170,6 +195,10 @@ def phase(
         "p99_ms": float(np.percentile(arr, 99)) if len(arr) else None,
         "errors": len(errors),
         "error_samples": errors[:5],
+        # CPU per search, less dependent on the day's machine speed than throughput is
+        # (with writes, the server's write work is in it too)
+        "server_cpu_ms_per_search": server_cpu / max(len(latencies), 1) * 1000,
+        "client_cpu_ms_per_search": own_cpu / max(len(latencies), 1) * 1000,
     }
     if writes:
         out["writes"] = len(write_latencies)
@@ -195,8 +224,9 @@ def main() -> None:
         shutil.copytree(source, index)
         proc, url = start_server(index)
         try:
+            wait_until_ready(url)
             rows = [
-                phase(url, index, queries, args.clients, args.seconds, args.mode, writes)
+                phase(url, index, queries, args.clients, args.seconds, args.mode, writes, proc.pid)
                 for writes in (False, True)
             ]
         finally:
@@ -212,6 +242,7 @@ def main() -> None:
             "p50 ms",
             "p99 ms",
             "errors",
+            "server CPU ms / search",
             "API writes",
             "CLI writes",
             "write visible after, max ms",
@@ -226,6 +257,7 @@ def main() -> None:
                 round(r["p50_ms"], 1),
                 round(r["p99_ms"], 1),
                 r["errors"],
+                round(r["server_cpu_ms_per_search"], 2),
                 r.get("writes", 0),
                 r.get("cli_writes", 0),
                 r.get("visible_max_ms") or "",

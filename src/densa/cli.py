@@ -7,6 +7,7 @@ prints the result; no retrieval logic lives here.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -49,10 +50,15 @@ def _quiet_model_loading() -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
         densa_log.addHandler(handler)
         densa_log.setLevel(logging.INFO)
-    from transformers.utils import logging as hf_logging
+    # by environment, read when transformers is first imported: importing it here (1-2 s) would
+    # slow every command, most of which never load a model (delete, stats, a BM25 search...)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:  # imported already (the CLI called in-process)
+        from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+        hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
 
 
 #: Hits per query written by ``densa search --queries`` (Pyserini's default), so that a run file
@@ -907,6 +913,12 @@ def train(
     ] = None,
     eval_steps: Annotated[int, typer.Option(help="Score dev every N steps.")] = 50,
     save_steps: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 50,
+    keep_best: Annotated[
+        bool,
+        typer.Option(
+            "--keep-best", help="dense: save the checkpoint with the best dev nDCG@10, not the last."
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
 ) -> None:
     """Train a retriever on questions with positives and hard negatives: a bi-encoder (InfoNCE with
@@ -928,6 +940,7 @@ def train(
             "--separate-towers": separate_towers,
             "--mini-batch-size": mini_batch_size is not None,
             "--matryoshka": matryoshka is not None,
+            "--keep-best": keep_best,
         }
         if any(unsupported.values()):
             names = ", ".join(k for k, v in unsupported.items() if v)
@@ -999,6 +1012,7 @@ def train(
             temperature=temperature or TrainConfig.temperature,
             matryoshka_dims=_int_list(matryoshka),
             max_length=max_length,
+            keep_best=keep_best,
             **shared,
         )
         result = train_bi_encoder(read_dpr(data), output, config)

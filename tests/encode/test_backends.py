@@ -159,3 +159,29 @@ def test_a_cached_graph_encodes_queries_without_importing_torch(tmp_path: Path, 
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["a", "OnnxEncoder"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["openvino", "onnx"])
+def test_a_parallel_graph_encodes_from_many_threads_as_one_caller_does(
+    minilm_path: Path, backend: str
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    one = make_encoder(EncoderConfig(model=str(minilm_path), device="cpu", backend=backend))  # type: ignore[arg-type]
+    assert isinstance(one, OnnxEncoder) and not one.thread_safe
+    many = one.parallel(3)
+    assert many.thread_safe and many.path == one.path
+    texts = [f"{text} ({i})" for i in range(12) for text in TEXTS]
+    expected = one.encode_queries(texts)
+    with ThreadPoolExecutor(6) as threads:  # more threads than callers: some wait their turn
+        parts = list(threads.map(lambda at: many.encode_queries(texts[at : at + 4]), range(0, len(texts), 4)))
+        counts = list(
+            threads.map(lambda at: many.count_truncated(texts[at : at + 4]), range(0, len(texts), 4))
+        )
+    cosines = (np.concatenate(parts) * expected).sum(axis=1)
+    assert cosines.min() > 0.999  # other batch shapes, bf16 kernels: equal up to rounding
+    assert counts == [0] * len(counts)
+    assert many.tokenizer is not one.tokenizer  # each thread tokenizes with its own copy
+    with pytest.raises(DensaError, match="callers must be at least 1"):
+        one.parallel(0)

@@ -211,3 +211,19 @@ def test_a_pipeline_sets_the_defaults_of_requests_and_requests_override_them(
         create_app(replace(config, search=SearchConfig(mode="nope")), encoder=HashingEncoder())
     with pytest.raises(ConfigError, match="needs a reranker"):
         ServeConfig(index=index_path, rerank_by_default=True)
+
+
+def test_a_snippet_is_the_start_of_the_text_with_whitespace_runs_made_one_space() -> None:
+    from densa.serve.app import _snippet
+    from densa.types import Hit
+
+    def snippet(text: str) -> str:
+        return _snippet(Hit("d", 1.0, 1, "", text, {}, None))
+
+    words = " ".join(f"word{i}" for i in range(400))
+    assert snippet(words) == words[:319] + "…"
+    spaced = words.replace(" ", " \n\t ")  # runs of whitespace: the same words, the same snippet
+    assert snippet(spaced) == words[:319] + "…"
+    mostly_blank = " " * 5000 + "late words"  # the start is blank: the words further on
+    assert snippet(mostly_blank) == "late words"
+    assert snippet("short  text\n") == "short text"

@@ -69,3 +69,27 @@ def test_the_service_measures_label_free_fusion_when_it_opens(tmp_path: Path) ->
         assert len(hits[0]) == 3
     finally:
         service.close()
+
+
+def test_a_request_asks_the_channels_kinds_for_no_model(tmp_path: Path) -> None:
+    """Choosing a request's lane reads the kinds' classes only: reading ``tokenizer`` would load
+    the model (or copy a tokenizer for the server's thread) on every request."""
+    from tests.helpers import HashingEncoder
+
+    Index.build(read_corpus(TINY / "corpus.jsonl"), tmp_path / "idx", encoder=HashingEncoder())
+    service = IndexService(ServeConfig(index=tmp_path / "idx"), encoder=HashingEncoder())
+    try:
+        with service.snapshot() as index:
+            kind = index.dense_kind()
+
+            class Untouchable(type(kind)):  # type: ignore[misc]
+                @property
+                def tokenizer(self) -> object:
+                    raise AssertionError("the model was asked for")
+
+            kind.__class__ = Untouchable
+        _, hits = service.search(["heart attack"], 2, SearchConfig(), None, rerank=False)
+        assert len(hits[0]) == 2
+        assert service.stats()["batches"]["model"]["queries"] == 1  # on the model's lane all the same
+    finally:
+        service.close()

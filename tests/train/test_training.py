@@ -375,3 +375,43 @@ def test_matryoshka_training_gives_a_model_usable_at_fewer_dimensions(
     vectors = small.encode_documents(["volcano facts", "bread facts"])
     assert vectors.shape == (2, 8)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_keep_best_saves_the_checkpoint_best_on_dev(tmp_path: Path, tiny_bert: Path) -> None:
+    from safetensors.numpy import load_file
+
+    config = TrainConfig(
+        base=str(tiny_bert),
+        pooling="mean",
+        batch_size=8,
+        max_steps=20,
+        learning_rate=5e-3,  # large: dev goes up and down
+        logging_steps=5,
+        eval_steps=5,
+        save_steps=5,
+        dev_fraction=0.2,
+        max_length=32,
+        keep_best=True,
+    )
+    result = train_bi_encoder(_examples(), tmp_path / "model", config, progress=False)
+    dev = {
+        int(e["step"]): e["eval_dev_cosine_ndcg@10"] for e in result.history if "eval_dev_cosine_ndcg@10" in e
+    }
+    best_step = max(dev, key=lambda step: (dev[step], -step))
+    assert result.dev_ndcg == pytest.approx(dev[best_step])
+    record = json.loads((tmp_path / "model" / "densa_training.json").read_text())
+    assert record["kept_checkpoint"] == f"checkpoint-{best_step}"
+    saved = load_file(str(tmp_path / "model" / "model.safetensors"))
+    kept = load_file(
+        str(tmp_path / "model" / "checkpoints" / f"checkpoint-{best_step}" / "model.safetensors")
+    )
+    assert saved.keys() == kept.keys()
+    assert all(np.array_equal(saved[name], kept[name]) for name in saved)
+
+
+def test_keep_best_needs_dev_and_aligned_checkpoints() -> None:
+    with pytest.raises(ConfigError, match="needs a dev split"):
+        TrainConfig(keep_best=True, dev_fraction=0.0)
+    with pytest.raises(ConfigError, match="multiple of eval_steps"):
+        TrainConfig(keep_best=True, eval_steps=30, save_steps=50)

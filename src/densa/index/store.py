@@ -122,7 +122,7 @@ class SegmentStore:
                 f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
             )
             self._rows = int(self._db.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
-            passages = np.load(folder / PASSAGES_FILE, mmap_mode="r", allow_pickle=False)
+            passages = np.asarray(np.load(folder / PASSAGES_FILE, mmap_mode="r", allow_pickle=False))
         except (sqlite3.DatabaseError, OSError, ValueError) as exc:
             raise IndexDamagedError(f"{folder}: document store damaged ({exc})") from None
         if passages.ndim != 2 or passages.shape[1] != 3:

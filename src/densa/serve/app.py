@@ -18,6 +18,7 @@
 
 # No ``from __future__ import annotations`` here: FastAPI reads the endpoint annotations,
 # and ``Request`` is imported inside create_app (FastAPI is an optional dependency).
+import asyncio
 import json
 import logging
 import secrets
@@ -58,7 +59,12 @@ _LOG = logging.getLogger("densa.serve")
 
 
 def _snippet(hit: Hit) -> str:
-    text = " ".join((hit.passage or hit.text).split())
+    """The first ``_SNIPPET`` characters of the passage, whitespace runs made one space."""
+    raw = hit.passage or hit.text
+    head = 4 * _SNIPPET  # normalising a prefix gives a prefix of the normalised whole
+    text = " ".join(raw[:head].split())
+    if len(text) <= _SNIPPET and len(raw) > head:  # mostly whitespace: the whole, then
+        text = " ".join(raw.split())
     return text if len(text) <= _SNIPPET else text[: _SNIPPET - 1] + "…"
 
 
@@ -88,6 +94,7 @@ def create_app(config: ServeConfig, *, encoder: Encoder | None = None) -> Any:
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
+    from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     service = IndexService(config, encoder)
@@ -168,14 +175,18 @@ def create_app(config: ServeConfig, *, encoder: Encoder | None = None) -> Any:
     defaults = config.request_defaults
 
     @app.post("/search", response_model=SearchResponse, responses=ERROR_RESPONSES)
-    def search(body: SearchRequest) -> Response:
+    async def search(body: SearchRequest) -> Response:
+        # on the event loop: no worker-thread hop per request; the batch workers do the work
         texts = body.texts()
         check_queries(texts)
         rerank = body.rerank if "rerank" in body.model_fields_set else config.rerank_by_default
         if rerank and service.reranker is None:
             raise DensaError("no reranker configured: start the server with --rerank DIR")
         search = search_config(body, defaults)
-        channels, hits = service.search(texts, body.k, search, body.filter, rerank)
+        if service.stale:  # another process wrote: open its generation off the loop
+            await run_in_threadpool(service.refresh)
+        channels, pending = service.submit(texts, body.k, search, body.filter, rerank)
+        hits = await asyncio.wrap_future(pending)
         results = [
             QueryResult(query=t, hits=[_hit_out(h) for h in hs]) for t, hs in zip(texts, hits, strict=True)
         ]

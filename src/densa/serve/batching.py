@@ -131,9 +131,14 @@ class Batcher:
 
     def search(self, lane: str, key: Hashable, texts: list[str]) -> list[Any]:
         """Queue ``texts`` on ``lane`` and wait for their results (one per text)."""
+        return self.submit(lane, key, texts).result()
+
+    def submit(self, lane: str, key: Hashable, texts: list[str]) -> Future[list[Any]]:
+        """Queue ``texts`` on ``lane``; their results (one per text) come in the future
+        (``asyncio.wrap_future`` awaits it on an event loop)."""
         request = _Request(key, texts)
         self._lanes[lane].submit(request)
-        return request.future.result()
+        return request.future
 
     def stats(self) -> dict[str, dict[str, float]]:
         return {

@@ -15,20 +15,19 @@ once the last request reading it has finished.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
-from densa.encode.config import EncoderSpec
+from densa.encode.concurrent import for_threads
 from densa.encode.encoder import Encoder
 from densa.index import Filter, Index
-from densa.index.channels.base import TokenizingKind
+from densa.index.channels.base import has_model
 from densa.index.manifest import MANIFEST, Manifest
 from densa.rerank.reranker import load_reranker
 from densa.search import SearchConfig, Searcher, resolve_channels
@@ -36,36 +35,9 @@ from densa.serve.batching import Batcher
 from densa.serve.config import ServeConfig
 from densa.types import Document, Hit
 
-__all__ = ["IndexService", "LockedEncoder"]
+__all__ = ["IndexService"]
 
-
-class LockedEncoder:
-    """An :class:`Encoder` whose calls run one at a time (Hugging Face fast tokenizers
-    raise "Already borrowed" when one tokenizer is used from several threads at once)."""
-
-    def __init__(self, inner: Encoder) -> None:
-        self._inner = inner
-        self._lock = threading.Lock()
-
-    @property
-    def spec(self) -> EncoderSpec:
-        return self._inner.spec
-
-    @property
-    def tokenizer(self) -> Any:
-        return self._inner.tokenizer
-
-    def encode_queries(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        with self._lock:
-            return self._inner.encode_queries(texts)
-
-    def encode_documents(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        with self._lock:
-            return self._inner.encode_documents(texts)
-
-    def count_truncated(self, texts: Sequence[str]) -> int:
-        with self._lock:
-            return self._inner.count_truncated(texts)
+_LOG = logging.getLogger("densa.serve")
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,14 +84,18 @@ class IndexService:
         index = Index.open(
             self.config.index, encoder=self._given, device=self.config.device, backend=self.config.backend
         )
-        self.encoder: LockedEncoder | None = None  # the default dense channel's query encoder
+        self._loading: threading.Thread | None = None  # the writes' model, loading
+        self.encoder: Encoder | None = None  # the default dense channel's query encoder
         if any(r.kind == "dense" for r in index.channels.values()):
             kind = index.dense_kind()
-            self.encoder = LockedEncoder(kind.query_encoder)
+            # the model lane's workers encode side by side (an exported graph) or in turn
+            self.encoder = for_threads(kind.query_encoder, self.config.model_threads)
             if kind.queries_on_own_backend:  # one encoder for queries and added documents
                 kind.use_encoder(self.encoder)
-            else:  # documents on the index's backend, loaded when a write needs it
+            else:  # documents on the index's backend: loaded now, beside the first searches
                 kind.use_encoder(queries=self.encoder)
+                if not self.config.read_only:
+                    self._load_in_background(lambda: kind.encoder)
         if self.config.search is not None:  # a pipeline naming channels the index lacks fails now
             resolve_channels(self.config.search.mode, index.channels)
         if len(index.channels) > 1:  # measure label-free fusion now, not in the first request
@@ -138,12 +114,32 @@ class IndexService:
         )
         self._closed = False
 
+    def _load_in_background(self, load: Callable[[], object]) -> None:
+        """Run ``load`` (a write's model) on a thread holding the write lock: the first write
+        waits for it instead of loading it again, and searches go on meanwhile."""
+
+        def run() -> None:
+            with self._write_lock:
+                try:
+                    load()
+                except Exception as exc:  # the first write loads it again and reports it
+                    _LOG.warning("could not load the document encoder ahead of writes: %s", exc)
+
+        self._loading = threading.Thread(target=run, name="densa-load-writer-model", daemon=True)
+        self._loading.start()
+
     def _manifest_stamp(self) -> tuple[int, int]:
         stat = (self.config.index / MANIFEST).stat()
         return stat.st_mtime_ns, stat.st_ino
 
-    def _refresh(self) -> None:
-        """Swap to a generation another process committed (a ``stat`` when nothing changed)."""
+    @property
+    def stale(self) -> bool:
+        """Whether ``manifest.json`` changed since the snapshot was opened (one ``stat``)."""
+        return self._manifest_stamp() != self._stamp
+
+    def refresh(self) -> None:
+        """Swap to a generation another process committed (a ``stat`` when nothing changed);
+        waits for this server's write in progress, if any."""
         stamp = self._manifest_stamp()
         if stamp == self._stamp:
             return
@@ -165,9 +161,11 @@ class IndexService:
             old.close()
 
     @contextmanager
-    def snapshot(self) -> Iterator[Index]:
-        """The current snapshot, kept open until the block ends."""
-        self._refresh()
+    def snapshot(self, refresh: bool = True) -> Iterator[Index]:
+        """The current snapshot (after :meth:`refresh` unless told not to), kept open until the
+        block ends."""
+        if refresh:
+            self.refresh()
         with self._state_lock:
             index = self._index
             self._readers[id(index)] = self._readers.get(id(index), 0) + 1
@@ -185,14 +183,24 @@ class IndexService:
     ) -> tuple[list[str], list[list[Hit]]]:
         """The channels searched, and the hits of each query (batched with concurrent requests
         that search the same way)."""
-        with self.snapshot() as index:
+        self.refresh()
+        channels, pending = self.submit(texts, k, config, filter, rerank)
+        return channels, pending.result()
+
+    def submit(
+        self, texts: Sequence[str], k: int, config: SearchConfig, filter: Filter | None, rerank: bool
+    ) -> tuple[list[str], Future[list[list[Hit]]]]:
+        """:meth:`search` without waiting, and without :meth:`refresh` (an event loop calls it
+        and refreshes only when :attr:`stale`, off the loop): the channels searched, and the
+        hits to come. Bad options raise here; errors of the search itself come in the future."""
+        with self.snapshot(refresh=False) as index:
             channels = resolve_channels(config.mode, index.channels)
-            needs_model = rerank or any(isinstance(index.kind(c), TokenizingKind) for c in channels)
-        hits = self._batcher.search(
+            needs_model = rerank or any(has_model(index.kind(c)) for c in channels)
+        pending = self._batcher.submit(
             "model" if needs_model else "plain", _Search(config, k, filter, rerank), list(texts)
         )
         self.searches += len(texts)
-        return channels, hits
+        return channels, pending
 
     def _run_batch(self, search: Any, texts: list[str]) -> list[list[Hit]]:
         """One batch of same-option searches, on one snapshot."""
@@ -238,5 +246,7 @@ class IndexService:
             "searches": self.searches,
             "batches": self._batcher.stats(),
             "writes": self.writes,
+            # False while the model of writes loads beside the first searches (they are slower)
+            "writes_ready": self._loading is None or not self._loading.is_alive(),
             "uptime_s": round(time.time() - self.started, 1),
         }

@@ -77,6 +77,9 @@ class TrainConfig:
         ``--max-length``.
     eval_steps, save_steps, logging_steps
         How often to score dev, checkpoint, and log the loss.
+    keep_best
+        Save the checkpoint with the best dev nDCG@10 instead of the last one (needs a dev
+        split, and ``save_steps`` a multiple of ``eval_steps``).
     seed
         Shuffling and the dev split.
     """
@@ -100,6 +103,7 @@ class TrainConfig:
     eval_steps: int = 50
     save_steps: int = 50
     logging_steps: int = 10
+    keep_best: bool = False
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -117,6 +121,10 @@ class TrainResult:
     seconds: float
     history: list[dict[str, float]]
     dev_ndcg: float | None
+
+
+#: The dev evaluator's nDCG@10, as the trainer logs it.
+_DEV_METRIC = "eval_dev_cosine_ndcg@10"
 
 
 def _passage_id(passage: Passage) -> str:
@@ -278,7 +286,7 @@ def train_bi_encoder(
     model = _model(config)
     passage_columns = [c for c in columns if c != "query"]
     args = SentenceTransformerTrainingArguments(
-        **shared_arguments(output, config, has_dev=bool(dev), progress=progress),
+        **shared_arguments(output, config, has_dev=bool(dev), progress=progress, dev_metric=_DEV_METRIC),
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         router_mapping={"query": "query", **dict.fromkeys(passage_columns, "document")}
         if config.separate_towers
@@ -293,4 +301,4 @@ def train_bi_encoder(
         if dev
         else None,
     )
-    return finish_run(trainer, model, output, config, (train, dev, columns), "eval_dev_cosine_ndcg@10")
+    return finish_run(trainer, model, output, config, (train, dev, columns), _DEV_METRIC)

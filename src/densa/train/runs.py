@@ -39,13 +39,25 @@ def check_config(config: Any) -> None:
         raise ConfigError("hard_negatives must be >= 0")
     if not 0 <= config.dev_fraction < 1:
         raise ConfigError("dev_fraction must be in [0, 1)")
+    if getattr(config, "keep_best", False):
+        if config.dev_fraction == 0:
+            raise ConfigError("keep_best needs a dev split (dev_fraction > 0)")
+        if config.save_steps % config.eval_steps:
+            raise ConfigError("keep_best: save_steps must be a multiple of eval_steps")
 
 
-def shared_arguments(output: Path, config: Any, *, has_dev: bool, progress: bool) -> dict[str, Any]:
-    """Training arguments both trainers take from their config (same field names)."""
+def shared_arguments(
+    output: Path, config: Any, *, has_dev: bool, progress: bool, dev_metric: str | None = None
+) -> dict[str, Any]:
+    """Training arguments both trainers take from their config (same field names); with
+    ``keep_best`` in the config, the checkpoint best on ``dev_metric`` is loaded at the end."""
     import torch
 
+    keep_best = bool(getattr(config, "keep_best", False)) and has_dev and dev_metric is not None
     return {
+        "load_best_model_at_end": keep_best,
+        "metric_for_best_model": dev_metric if keep_best else None,
+        "greater_is_better": True if keep_best else None,
         "output_dir": str(output / CHECKPOINTS),
         "num_train_epochs": config.epochs,
         "max_steps": config.max_steps,
@@ -89,13 +101,17 @@ def run_and_save(
     history = [dict(entry) for entry in trainer.state.log_history]
     scores = [e[dev_metric] for e in history if dev_metric in e]
     plot_training(history, output / "training.png", metric=dev_metric)
-    summary = RunSummary(trainer.state.global_step, seconds, history, scores[-1] if scores else None)
+    best = trainer.state.best_metric if trainer.args.load_best_model_at_end else None
+    dev_score = best if best is not None else (scores[-1] if scores else None)
+    summary = RunSummary(trainer.state.global_step, seconds, history, dev_score)
     record = {
         "config": asdict(config),
         "examples": examples,
         "steps": summary.steps,
         "seconds_this_run": seconds,
         "dev_ndcg@10": summary.dev_score,
+        # the checkpoint whose weights were saved (keep_best), by name: older ones are deleted
+        "kept_checkpoint": Path(trainer.state.best_model_checkpoint).name if best is not None else None,
         "history": history,
     }
     (output / "densa_training.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

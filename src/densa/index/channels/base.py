@@ -55,6 +55,7 @@ __all__ = [
     "Unit",
     "UnitScores",
     "check_fingerprint",
+    "has_model",
     "load_part_files",
     "load_parts",
     "merge_segment_results",
@@ -228,8 +229,11 @@ def load_part_files(
 
     try:
         record = json.loads((folder / record_name).read_text(encoding="utf-8"))
+        # mapped files as plain ndarray views: numpy.memmap's Python-level __getitem__ is slow
         arrays = {
-            name: np.load(folder / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+            name: np.asarray(
+                np.load(folder / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+            )
             for name in names
         }
     except (OSError, ValueError) as exc:
@@ -352,6 +356,13 @@ class TokenizingKind(Protocol):
 
     @property
     def tokenizer(self) -> Any: ...
+
+
+def has_model(kind: ChannelKind) -> bool:
+    """Whether ``kind`` runs a model on queries (a :class:`TokenizingKind`), told from its class:
+    ``isinstance(kind, TokenizingKind)`` would read ``kind.tokenizer``, loading the model (or,
+    on a server, copying a tokenizer for the calling thread)."""
+    return hasattr(type(kind), "tokenizer")
 
 
 class ChannelFactory(Protocol):

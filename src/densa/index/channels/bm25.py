@@ -229,8 +229,11 @@ class Postings:
     def load(cls, folder: Path) -> Postings:
         try:
             meta = json.loads((folder / _META).read_text(encoding="utf-8"))
+            # plain ndarray views of the mapped files: numpy.memmap's Python-level __getitem__
+            # costs microseconds per element read (the vocabulary's binary search reads many)
             arrays = {
-                name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in _ARRAYS
+                name: np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False))
+                for name in _ARRAYS
             }
             terms = (folder / "terms.bin").read_bytes()
         except (OSError, ValueError) as exc:
@@ -322,15 +325,22 @@ class BM25Channel:
 
     def document_frequencies(self, terms: Iterable[str]) -> dict[str, int]:
         """Live documents containing each term, over every segment."""
-        out: dict[str, int] = {}
-        for term in set(terms):
-            df = 0
-            for part in self._parts:
-                t = part.postings.find(term)
-                if t >= 0:
-                    rows, _ = part.postings.postings(t)
-                    df += len(rows) if part.live is None else int(np.count_nonzero(part.live[rows]))
-            out[term] = df
+        return self._frequencies(self._lookup(set(terms)))
+
+    def _lookup(self, terms: set[str]) -> list[dict[str, int]]:
+        """Each part's local id of each of ``terms`` it holds (one vocabulary search per term)."""
+        found = []
+        for part in self._parts:
+            ids = {term: part.postings.find(term) for term in terms}
+            found.append({term: t for term, t in ids.items() if t >= 0})
+        return found
+
+    def _frequencies(self, lookup: list[dict[str, int]]) -> dict[str, int]:
+        out: dict[str, int] = {term: 0 for ids in lookup for term in ids}
+        for part, ids in zip(self._parts, lookup, strict=True):
+            for term, t in ids.items():
+                rows, _ = part.postings.postings(t)
+                out[term] += len(rows) if part.live is None else int(np.count_nonzero(part.live[rows]))
         return out
 
     def search(
@@ -343,7 +353,8 @@ class BM25Channel:
         del where  # the masks say it all
         if len(allowed) != len(self._parts):
             raise ValueError(f"{len(allowed)} masks for {len(self._parts)} segments")
-        df = self.document_frequencies(t for q in queries for t in q)
+        lookup = self._lookup({t for q in queries for t in q})
+        df = self._frequencies(lookup)
         found = [t for t in df if df[t] > 0]
         idf = dict(
             zip(
@@ -355,8 +366,10 @@ class BM25Channel:
         results = []
         for terms in queries:
             ids, scores = [], []
-            for part, mask in zip(self._parts, allowed, strict=True):
-                local = self._score(part, [t for t in terms if t in idf], idf, mask, k)
+            for part, held, mask in zip(self._parts, lookup, allowed, strict=True):
+                local = self._score(
+                    part, [(t, held[t]) for t in terms if t in idf and t in held], idf, mask, k
+                )
                 if local is not None:
                     ids.append(local.ids + part.first_row)
                     scores.append(local.scores)
@@ -366,14 +379,12 @@ class BM25Channel:
         return results
 
     def _score(
-        self, part: _Part, terms: list[str], idf: dict[str, float], mask: BoolArray | None, k: int
+        self, part: _Part, terms: list[tuple[str, int]], idf: dict[str, float], mask: BoolArray | None, k: int
     ) -> UnitScores | None:
-        """The part's ``k`` best rows (ties kept) that match some term and pass ``mask``."""
+        """The part's ``k`` best rows (ties kept) that match some of ``terms`` (each with its
+        local id in the part) and pass ``mask``."""
         rows_list, weight_list = [], []
-        for term in terms:
-            t = part.postings.find(term)
-            if t < 0:
-                continue
+        for term, t in terms:
             rows, tfs = part.postings.postings(t)
             weight = idf[term] * _term_weight(
                 self.config, tfs, part.postings.lengths[rows], self.average_length
