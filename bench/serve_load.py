@@ -12,7 +12,8 @@ Run::
 
     .venv/bin/python bench/serve_load.py --data ../shared/data [--clients 16] [--seconds 30]
 
-Writes ``bench/results/serve_load.json`` and ``.md``.
+Writes ``bench/results/serve_load.json`` and ``.md`` (``--name``: another name), with the commit
+of the densa code the server ran (the one on ``PYTHONPATH``, if set).
 """
 
 from __future__ import annotations
@@ -35,6 +36,22 @@ import numpy as np
 
 from common import DEFAULT_DATA, cached_index, markdown_table, write_results
 from densa.corpus import BeirDataset
+
+
+def code_commit() -> str:
+    """The git commit of the densa source this process (and the server it starts) imports."""
+    import densa
+
+    folder = Path(densa.__file__).parent
+    done = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(
+        ["git", "-C", str(folder), "status", "--porcelain", "--", "."], capture_output=True, text=True
+    ).stdout.strip()
+    return (
+        done.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
+        if done.returncode == 0
+        else "?"
+    )
 
 
 def free_port() -> int:
@@ -215,6 +232,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--mode", default="hybrid")
+    parser.add_argument(
+        "--name",
+        default="serve_load",
+        help="results file name; e.g. serve_load_before, run with PYTHONPATH=<older checkout>/src "
+        "so that the server is that code, measured by this same script on the same day",
+    )
     args = parser.parse_args()
     dataset = BeirDataset(args.data / "scifact")
     source = cached_index(dataset.root).path
@@ -265,8 +288,11 @@ def main() -> None:
             for r in rows
         ],
     )
+    payload = {"seconds": args.seconds, "server_commit": code_commit(), "results": rows}
     command = "python bench/serve_load.py " + " ".join(sys.argv[1:])
-    write_results("serve_load", {"seconds": args.seconds, "results": rows}, table, command)
+    if args.name != "serve_load":
+        command = f"PYTHONPATH=<checkout of {payload['server_commit'][:7]}>/src {command}"
+    write_results(args.name, payload, table, command)
     print(table)
 
 
