@@ -73,6 +73,17 @@ RERANK_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
 PIPELINE = RESULTS / "best_scifact.pipeline.json"
 
 
+def train_negatives(scifact: BeirDataset) -> Path:
+    """The SciFact train questions with 4 BM25 hard negatives each (mined once, cached)."""
+    negatives = WORK / "scifact-train-negatives.jsonl"
+    if not negatives.exists():
+        WORK.mkdir(parents=True, exist_ok=True)
+        write_dpr(
+            mine_dataset(scifact, "train", MiningConfig(miner="bm25", depth=30, per_query=4)), negatives
+        )
+    return negatives
+
+
 def models(examples: list[Any]) -> dict[str, Path]:
     """The trained models, trained here if missing (cached under ``bench/work``)."""
     paths = {
@@ -140,13 +151,7 @@ def main() -> None:
     args = parser.parse_args()
     command = "python bench/best_scifact.py " + " ".join(sys.argv[1:])
     scifact = BeirDataset(args.data / "scifact")
-    negatives = WORK / "scifact-train-negatives.jsonl"
-    if not negatives.exists():
-        WORK.mkdir(parents=True, exist_ok=True)
-        write_dpr(
-            mine_dataset(scifact, "train", MiningConfig(miner="bm25", depth=30, per_query=4)), negatives
-        )
-    examples = read_dpr(negatives)
+    examples = read_dpr(train_negatives(scifact))
     paths = models(examples)
     # zero-shot dense and bm25 (the bench index), colbert and the fine-tuned dense channel
     with_channel(scifact.root, "best", "colbert", ColbertChannel(str(paths["colbert"])))

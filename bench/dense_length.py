@@ -22,11 +22,13 @@ Models and indexes are cached under ``bench/work/`` (a rerun resumes). Writes
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from best_scifact import train_negatives, weight_grid
 from common import DEFAULT_DATA, WORK, markdown_table, with_channel, write_results
 from densa.corpus import BeirDataset
 from densa.encode import EncoderConfig
@@ -34,7 +36,7 @@ from densa.evaluate import evaluate
 from densa.fuse import FusionConfig, fuse_runs
 from densa.index import DenseChannel, Index
 from densa.search import SearchConfig, Searcher
-from densa.train import MiningConfig, mine_dataset, read_dpr, train_bi_encoder, write_dpr
+from densa.train import read_dpr, train_bi_encoder
 from densa.types import Qrels, Query, Run
 from train_scifact import SHARED, dev_split
 
@@ -86,10 +88,10 @@ def run_of(index: Index, mode: str, queries: list[Query]) -> Run:
 def with_bm25(channel: str, runs: dict[str, Run], dev_qrels: Qrels) -> tuple[FusionConfig, float]:
     """The z-score weights of ``channel`` + bm25 best on dev."""
     best: tuple[FusionConfig, float] | None = None
-    for tenth in range(1, 10):
+    for weights in weight_grid(2):
         config = FusionConfig(
             method="weighted",
-            weights={channel: tenth / 10, "bm25": 1 - tenth / 10},
+            weights=dict(zip((channel, "bm25"), weights, strict=True)),
             normalization="zscore",
         )
         fused = fuse_runs([runs[channel], runs["bm25"]], config, k=100)
@@ -105,27 +107,27 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args()
     scifact = BeirDataset(args.data / "scifact")
-    negatives = WORK / "scifact-train-negatives.jsonl"  # best_scifact.py's, mined the same way
-    if not negatives.exists():
-        WORK.mkdir(parents=True, exist_ok=True)
-        write_dpr(
-            mine_dataset(scifact, "train", MiningConfig(miner="bm25", depth=30, per_query=4)), negatives
-        )
-    examples = read_dpr(negatives)
+    examples = read_dpr(train_negatives(scifact))  # best_scifact.py's
     dev_queries, dev_qrels = dev_split(scifact, examples)
     test_queries, test_qrels = scifact.queries("test"), scifact.qrels("test")
-    trained: dict[str, dict[str, Any]] = {}
     index: Index | None = None
     for variant in VARIANTS:
         run = variant.run
         if not (run / "densa_training.json").exists():
             print(f"training {run.name}", flush=True)
             config = replace(SHARED, max_length=variant.train_length, keep_best=True)
-            result = train_bi_encoder(examples, run, config)
-            trained[run.name] = {"minutes": result.seconds / 60, "best dev": result.dev_ndcg}
+            train_bi_encoder(examples, run, config)
         encoder = EncoderConfig(model=str(variant.model()), max_length=variant.index_length)
         index, _ = with_channel(scifact.root, "dense-length", channel_name(variant), DenseChannel(encoder))
     assert index is not None
+    training = {}  # what each run's own record says (also when it was trained by an earlier call)
+    for run in sorted({v.run for v in VARIANTS}):
+        record = json.loads((run / "densa_training.json").read_text(encoding="utf-8"))
+        training[run.name] = {
+            "minutes (its last call)": record["seconds_this_run"] / 60,
+            "best dev": record["dev_ndcg@10"],
+            "kept_checkpoint": record["kept_checkpoint"],
+        }
 
     rows: list[dict[str, Any]] = []
     dev_runs = {"bm25": run_of(index, "bm25", dev_queries)}
@@ -176,7 +178,7 @@ def main() -> None:
     command = "python bench/dense_length.py " + " ".join(sys.argv[1:])
     write_results(
         "dense_length",
-        {"rows": rows, "chosen": chosen["channel"], "training_this_run": trained},
+        {"rows": rows, "chosen": chosen["channel"], "training": training},
         table,
         command,
     )

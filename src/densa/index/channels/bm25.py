@@ -26,7 +26,7 @@ Part files (``SEGMENT/<channel>/``), NumPy arrays memory-mapped on open (no pick
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -323,10 +323,6 @@ class BM25Channel:
     def encode_queries(self, texts: Sequence[str]) -> list[list[str]]:
         return self.analyzer.terms(texts)
 
-    def document_frequencies(self, terms: Iterable[str]) -> dict[str, int]:
-        """Live documents containing each term, over every segment."""
-        return self._frequencies(self._lookup(set(terms)))
-
     def _lookup(self, terms: set[str]) -> list[dict[str, int]]:
         """Each part's local id of each of ``terms`` it holds (one vocabulary search per term)."""
         found = []
@@ -336,6 +332,7 @@ class BM25Channel:
         return found
 
     def _frequencies(self, lookup: list[dict[str, int]]) -> dict[str, int]:
+        """Live documents containing each looked-up term, over every segment."""
         out: dict[str, int] = {term: 0 for ids in lookup for term in ids}
         for part, ids in zip(self._parts, lookup, strict=True):
             for term, t in ids.items():
