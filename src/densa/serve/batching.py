@@ -84,6 +84,12 @@ class _Lane:
 
     def _loop(self) -> None:
         while (group := self._take_group()) is not None:
+            # a request whose waiter cancelled it (an awaiting client that went away) is dropped;
+            # the others are marked running, so a late cancel cannot make set_result raise and
+            # end this worker thread
+            group = [request for request in group if request.future.set_running_or_notify_cancel()]
+            if not group:
+                continue
             texts = [t for request in group for t in request.texts]
             try:
                 results = list(self._run(group[0].key, texts))
