@@ -161,6 +161,45 @@ def test_a_cached_graph_encodes_queries_without_importing_torch(tmp_path: Path, 
     assert done.stdout.split() == ["a", "OnnxEncoder"]
 
 
+_ADD_WITHOUT_TORCH = """
+import sys
+from densa.index import Index
+from densa.types import Document
+
+index = Index.open(sys.argv[1]).add([Document("c", sys.argv[2])])
+assert "torch" not in sys.modules, "torch was imported"
+print(type(index.dense_kind().encoder).__name__, len(index))
+"""
+
+
+@pytest.mark.slow
+def test_adds_to_a_torch_index_use_the_cached_fp32_graph(tmp_path: Path, minilm_path: Path) -> None:
+    """A one-document ``densa add`` loads no torch once the fp32 graph is exported, and the
+    vectors it adds are torch's up to float rounding."""
+    import subprocess
+    import sys
+
+    model = tmp_path / "minilm"
+    shutil.copytree(minilm_path, model, ignore=shutil.ignore_patterns("onnx"))
+    torch_encoder = SentenceTransformerEncoder(EncoderConfig(model=str(model), device="cpu"))
+    Index.build([Document("a", TEXTS[0]), Document("b", TEXTS[1])], tmp_path / "idx", encoder=torch_encoder)
+    before = Index.open(tmp_path / "idx")  # nothing exported yet: documents on torch
+    assert isinstance(before.dense_kind().encoder, SentenceTransformerEncoder)
+    assert isinstance(Index.open(tmp_path / "idx", backend="onnx").query_encoder, OnnxEncoder)  # exports
+    root = Path(__file__).parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", _ADD_WITHOUT_TORCH, str(tmp_path / "idx"), TEXTS[2]],
+        capture_output=True,
+        text=True,
+        cwd=root,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["OnnxEncoder", "3"]
+    added = Index.open(tmp_path / "idx", encoder=torch_encoder)  # torch's query vector of the text
+    top = search(added, [TEXTS[2]], 1, mode="dense")[0][0]
+    assert top.doc_id == "c" and top.score == pytest.approx(1.0, abs=1e-5)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["openvino", "onnx"])
 def test_a_parallel_graph_encodes_from_many_threads_as_one_caller_does(

@@ -132,3 +132,18 @@ def test_bad_configs() -> None:
         VectorIndexConfig(kind="lsh")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="must divide"):
         VectorIndex.build(np.zeros((1, 60), np.float32), VectorIndexConfig(kind="ivf-pq", pq_m=7))
+
+
+def test_search_threads_are_set_for_the_process_and_checked() -> None:
+    import faiss
+
+    from densa.index import set_search_threads
+
+    before = faiss.omp_get_max_threads()
+    try:
+        set_search_threads(1)
+        assert faiss.omp_get_max_threads() == 1
+    finally:
+        faiss.omp_set_num_threads(before)
+    with pytest.raises(ConfigError, match="positive"):
+        set_search_threads(0)

@@ -93,3 +93,25 @@ def test_a_request_asks_the_channels_kinds_for_no_model(tmp_path: Path) -> None:
         assert service.stats()["batches"]["model"]["queries"] == 1  # on the model's lane all the same
     finally:
         service.close()
+
+
+def test_the_service_runs_each_vector_search_on_the_configured_threads(tmp_path: Path) -> None:
+    import faiss
+
+    from tests.helpers import HashingEncoder
+
+    Index.build(read_corpus(TINY / "corpus.jsonl"), tmp_path / "idx", encoder=HashingEncoder())
+    before = faiss.omp_get_max_threads()
+    try:
+        faiss.omp_set_num_threads(2)
+        service = IndexService(ServeConfig(index=tmp_path / "idx"), encoder=HashingEncoder())
+        service.close()
+        assert faiss.omp_get_max_threads() == 1  # the default: concurrency comes from requests
+        config = ServeConfig(index=tmp_path / "idx", search_threads=2)
+        service = IndexService(config, encoder=HashingEncoder())
+        service.close()
+        assert faiss.omp_get_max_threads() == 2
+    finally:
+        faiss.omp_set_num_threads(before)
+    with pytest.raises(ConfigError, match="search_threads"):
+        ServeConfig(index=tmp_path, search_threads=0)

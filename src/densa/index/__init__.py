@@ -9,7 +9,7 @@ from densa.index.manifest import ChannelRecord, Manifest
 from densa.index.merge import MergePolicy
 from densa.index.snapshot import Snapshot
 from densa.index.store import Filter, parse_filter
-from densa.index.vectors import IndexKind, VectorIndex, VectorIndexConfig
+from densa.index.vectors import IndexKind, VectorIndex, VectorIndexConfig, set_search_threads
 
 __all__ = [
     "DEFAULT_CHANNELS",
@@ -30,4 +30,5 @@ __all__ = [
     "VectorIndexConfig",
     "parse_filter",
     "registry",
+    "set_search_threads",
 ]

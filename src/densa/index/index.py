@@ -331,8 +331,9 @@ class Index:
             the same model's, not compared value by value. ``openvino-int8`` is calibrated
             on the index's first stored documents if the model never was. ``auto``: the
             fastest backend that keeps quality (see
-            :func:`densa.index.channels.dense.query_backend`). Added documents are always
-            encoded on the index's own backend.
+            :func:`densa.index.channels.dense.query_backend`). Added documents are encoded
+            as the index's own backend encodes them (an fp32 torch index: by the model's
+            exported fp32 graph when it is cached, which needs no torch).
         """
         path = Path(path)
         options = OpenOptions(

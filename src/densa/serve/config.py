@@ -88,6 +88,7 @@ class ServeConfig:
     batch_wait_ms: float = 3.0
     max_batch: int = 64
     model_threads: int = 2
+    search_threads: int = 1
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -95,8 +96,11 @@ class ServeConfig:
         SearchConfig(rerank_weight=self.rerank_weight)  # its bound is checked where it is defined
         if self.max_query_chars < 1 or self.max_queries < 1 or self.max_body_bytes < 1024:
             raise ConfigError("request limits must be positive (body at least 1 KiB)")
-        if not 0 <= self.batch_wait_ms <= 1000 or self.max_batch < 1 or self.model_threads < 1:
-            raise ConfigError("batch_wait_ms must be in [0, 1000], max_batch and model_threads positive")
+        threads = min(self.model_threads, self.search_threads)
+        if not 0 <= self.batch_wait_ms <= 1000 or self.max_batch < 1 or threads < 1:
+            raise ConfigError(
+                "batch_wait_ms must be in [0, 1000], max_batch, model_threads and search_threads positive"
+            )
         if self.rerank_by_default and self.reranker is None:
             raise ConfigError("rerank_by_default needs a reranker")
 

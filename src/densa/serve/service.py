@@ -26,7 +26,7 @@ from typing import Any
 
 from densa.encode.concurrent import for_threads
 from densa.encode.encoder import Encoder
-from densa.index import Filter, Index
+from densa.index import Filter, Index, set_search_threads
 from densa.index.channels.base import has_model
 from densa.index.manifest import MANIFEST, Manifest
 from densa.rerank.reranker import load_reranker
@@ -80,6 +80,7 @@ class IndexService:
         """Open the current generation and start the batch workers (again, after :meth:`close`)."""
         if not self._closed:
             return
+        set_search_threads(self.config.search_threads)
         # without an encoder, the index loads the one it was built with (queries on config.backend)
         index = Index.open(
             self.config.index, encoder=self._given, device=self.config.device, backend=self.config.backend
