@@ -39,3 +39,42 @@ def test_a_cancelled_request_is_dropped_and_the_lane_goes_on() -> None:
     finally:
         gate.set()
         batcher.close()
+
+
+def test_each_worker_warms_up_in_its_own_thread_before_the_first_request() -> None:
+    warmed: list[tuple[str, str]] = []
+    ran_in: list[str] = []
+    lock = threading.Lock()
+
+    def warm_up(lane: str) -> None:
+        time.sleep(0.05)  # the constructor waits for it
+        with lock:
+            warmed.append((lane, threading.current_thread().name))
+
+    def run(key: object, texts: list[str]) -> Sequence[str]:
+        ran_in.append(threading.current_thread().name)
+        return texts
+
+    batcher = Batcher(run, {"model": 2, "plain": 1}, max_wait=0.0, warm_up=warm_up)
+    try:
+        assert sorted(warmed) == [
+            ("model", "densa-batcher-model-0"),
+            ("model", "densa-batcher-model-1"),
+            ("plain", "densa-batcher-plain-0"),
+        ]
+        assert batcher.search("model", "k", ["a"]) == ["a"]
+        assert ran_in[0] in {name for _, name in warmed}
+    finally:
+        batcher.close()
+
+
+def test_a_failing_warm_up_leaves_the_lane_serving(caplog: pytest.LogCaptureFixture) -> None:
+    def warm_up(lane: str) -> None:
+        raise RuntimeError("no model here")
+
+    batcher = Batcher(lambda key, texts: texts, {"model": 1}, max_wait=0.0, warm_up=warm_up)
+    try:
+        assert batcher.search("model", "k", ["a"]) == ["a"]
+        assert "warming up the model lane failed: no model here" in caplog.text
+    finally:
+        batcher.close()

@@ -126,10 +126,14 @@ def test_api_keys_need_the_bearer_scheme(index_path: Path) -> None:
 
 
 def test_a_damaged_index_is_a_500_with_a_safe_message(index_path: Path) -> None:
+    from densa.types import Document
+
     api = _client(index_path)
-    assert api.post("/search", json={"query": "heart", "mode": "bm25"}).status_code == 200
-    (segment,) = (index_path / "segments").iterdir()
-    (segment / "dense" / "vectors.faiss").write_bytes(b"garbage")  # not opened yet: dense is lazy
+    assert api.post("/search", json={"query": "heart"}).status_code == 200
+    before = set((index_path / "segments").iterdir())
+    Index.open(index_path, encoder=HashingEncoder()).add([Document("new", "heart rate")]).close()
+    (segment,) = set((index_path / "segments").iterdir()) - before  # another writer's segment
+    (segment / "dense" / "vectors.faiss").write_bytes(b"garbage")  # before the server opens it
     detail = _error(api.post("/search", json={"query": "heart"}), 500, "index_damaged")
     assert "server log" in detail
 

@@ -115,3 +115,30 @@ def test_the_service_runs_each_vector_search_on_the_configured_threads(tmp_path:
         faiss.omp_set_num_threads(before)
     with pytest.raises(ConfigError, match="search_threads"):
         ServeConfig(index=tmp_path, search_threads=0)
+
+
+def test_every_model_worker_searches_all_channels_once_before_the_first_request(tmp_path: Path) -> None:
+    import threading
+    from typing import ClassVar
+
+    from densa.index import BM25Config, DenseChannel, VectorIndexConfig
+    from tests.helpers import HashingEncoder
+    from tests.search.test_calibrate import _corpus
+
+    class Counting(HashingEncoder):
+        threads: ClassVar[list[str]] = []
+
+        def encode_queries(self, texts):  # type: ignore[no-untyped-def]
+            self.threads.append(threading.current_thread().name)
+            return super().encode_queries(texts)
+
+    channels = {"dense": DenseChannel(HashingEncoder(), VectorIndexConfig()), "bm25": BM25Config()}
+    Index.build(_corpus(), tmp_path / "idx", channels=channels).close()
+    service = IndexService(ServeConfig(index=tmp_path / "idx", model_threads=2), encoder=Counting())
+    try:
+        workers = sorted(t for t in Counting.threads if t.startswith("densa-batcher"))
+        assert workers == ["densa-batcher-model-0", "densa-batcher-model-1"]  # (calibration: main)
+        _, hits = service.search(["shark ocean reef"], 3, SearchConfig(mode="hybrid"), None, rerank=False)
+        assert len(hits[0]) == 3
+    finally:
+        service.close()

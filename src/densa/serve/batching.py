@@ -13,6 +13,7 @@ one.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -26,6 +27,8 @@ __all__ = ["Batcher"]
 #: Runs one group: ``(key, all texts) -> one result per text``.
 RunGroup = Callable[[Hashable, list[str]], Sequence[Any]]
 
+_LOG = logging.getLogger("densa.serve")
+
 
 @dataclass
 class _Request:
@@ -37,8 +40,18 @@ class _Request:
 class _Lane:
     """Worker threads and their queue."""
 
-    def __init__(self, name: str, run: RunGroup, max_wait: float, max_queries: int, threads: int = 1) -> None:
+    def __init__(
+        self,
+        name: str,
+        run: RunGroup,
+        max_wait: float,
+        max_queries: int,
+        threads: int = 1,
+        warm_up: Callable[[str], object] | None = None,
+    ) -> None:
+        self.name = name
         self._run = run
+        self._warm_up = warm_up
         self._max_wait = max_wait
         self._max_queries = max_queries
         self._queue: deque[_Request] = deque()
@@ -46,12 +59,15 @@ class _Lane:
         self._closed = False
         self.batches = 0
         self.queries = 0
+        self._warm = [threading.Event() for _ in range(threads)]
         self._threads = [
-            threading.Thread(target=self._loop, name=f"densa-batcher-{name}-{i}", daemon=True)
-            for i in range(threads)
+            threading.Thread(target=self._loop, args=(warm,), name=f"densa-batcher-{name}-{i}", daemon=True)
+            for i, warm in enumerate(self._warm)
         ]
         for thread in self._threads:
             thread.start()
+        for warm in self._warm:  # the lane serves its first request warm
+            warm.wait()
 
     def submit(self, request: _Request) -> None:
         with self._ready:
@@ -82,7 +98,14 @@ class _Lane:
                 self._ready.wait(left)
             return group
 
-    def _loop(self) -> None:
+    def _loop(self, warm: threading.Event) -> None:
+        try:
+            if self._warm_up is not None:
+                self._warm_up(self.name)
+        except Exception as exc:  # the first request meets the same problem and reports it
+            _LOG.warning("warming up the %s lane failed: %s", self.name, exc)
+        finally:
+            warm.set()
         while (group := self._take_group()) is not None:
             # a request whose waiter cancelled it (an awaiting client that went away) is dropped;
             # the others are marked running, so a late cancel cannot make set_result raise and
@@ -126,13 +149,24 @@ class Batcher:
         Seconds a request waits for others to join its batch.
     max_queries
         Queries in one batch at most.
+    warm_up
+        Run by each worker thread, with its lane's name, before it takes requests (the
+        constructor returns when all have run): a worker's first search builds what it keeps
+        (its tokenizer, an inference request's kernels, imports), which a cold server's first
+        requests would otherwise wait for.
     """
 
     def __init__(
-        self, run: RunGroup, lanes: Mapping[str, int], *, max_wait: float = 0.003, max_queries: int = 64
+        self,
+        run: RunGroup,
+        lanes: Mapping[str, int],
+        *,
+        max_wait: float = 0.003,
+        max_queries: int = 64,
+        warm_up: Callable[[str], object] | None = None,
     ) -> None:
         self._lanes = {
-            name: _Lane(name, run, max_wait, max_queries, threads) for name, threads in lanes.items()
+            name: _Lane(name, run, max_wait, max_queries, threads, warm_up) for name, threads in lanes.items()
         }
 
     def search(self, lane: str, key: Hashable, texts: list[str]) -> list[Any]:
