@@ -227,3 +227,14 @@ def test_a_snippet_is_the_start_of_the_text_with_whitespace_runs_made_one_space(
     mostly_blank = " " * 5000 + "late words"  # the start is blank: the words further on
     assert snippet(mostly_blank) == "late words"
     assert snippet("short  text\n") == "short text"
+
+
+def test_a_running_server_keeps_start_up_objects_out_of_the_collector(index_path: Path) -> None:
+    import gc
+
+    gc.unfreeze()
+    app = create_app(ServeConfig(index=index_path), encoder=HashingEncoder())
+    with TestClient(app) as api:
+        assert gc.get_freeze_count() > 0  # modules, the index: never walked by a full collection
+        assert api.post("/search", json={"query": "heart"}).status_code == 200
+    assert gc.get_freeze_count() == 0  # handed back when the server stops
