@@ -173,9 +173,12 @@ print(type(index.dense_kind().encoder).__name__, len(index))
 
 
 @pytest.mark.slow
-def test_adds_to_a_torch_index_use_the_cached_fp32_graph(tmp_path: Path, minilm_path: Path) -> None:
-    """A one-document ``densa add`` loads no torch once the fp32 graph is exported, and the
-    vectors it adds are torch's up to float rounding."""
+@pytest.mark.parametrize("exported", ["onnx", "openvino"])  # the optimised graph, or the plain one
+def test_adds_to_a_torch_index_use_a_cached_fp32_graph(
+    tmp_path: Path, minilm_path: Path, exported: str
+) -> None:
+    """A one-document ``densa add`` loads no torch once a graph of the model is exported, and
+    the vectors it adds are torch's up to float rounding."""
     import subprocess
     import sys
 
@@ -185,7 +188,8 @@ def test_adds_to_a_torch_index_use_the_cached_fp32_graph(tmp_path: Path, minilm_
     Index.build([Document("a", TEXTS[0]), Document("b", TEXTS[1])], tmp_path / "idx", encoder=torch_encoder)
     before = Index.open(tmp_path / "idx")  # nothing exported yet: documents on torch
     assert isinstance(before.dense_kind().encoder, SentenceTransformerEncoder)
-    assert isinstance(Index.open(tmp_path / "idx", backend="onnx").query_encoder, OnnxEncoder)  # exports
+    exporting = Index.open(tmp_path / "idx", backend=exported)  # type: ignore[arg-type]
+    assert isinstance(exporting.query_encoder, OnnxEncoder)
     root = Path(__file__).parents[2]
     done = subprocess.run(
         [sys.executable, "-c", _ADD_WITHOUT_TORCH, str(tmp_path / "idx"), TEXTS[2]],

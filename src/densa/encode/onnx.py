@@ -361,6 +361,21 @@ def cached_graph(model_dir: Path, fingerprint: str, runtime: Runtime) -> Path | 
     return None
 
 
+def cached_fp32_graph(model_dir: Path, fingerprint: str) -> Path | None:
+    """An fp32 graph ONNX Runtime can run for this model, if one is exported already: the one
+    optimised for it, else the plain export that every other backend's export starts from
+    (an OpenVINO export keeps it beside its own); nothing is created."""
+    optimised = cached_graph(model_dir, fingerprint, "onnx")
+    if optimised is not None:
+        return optimised
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    for folder in (model_dir / "onnx", base / "densa" / "onnx" / fingerprint):
+        plain = folder / f"densa-{fingerprint}-v{_EXPORT_VERSION}.onnx"
+        if plain.is_file():
+            return plain
+    return None
+
+
 class OnnxEncoder:
     """Encodes with an exported graph what a :class:`SentenceTransformerEncoder` encodes with
     torch, on ONNX Runtime (``onnx``, ``onnx-int8``) or OpenVINO (``openvino``,
@@ -468,12 +483,18 @@ class OnnxEncoder:
 
     @classmethod
     def from_cache(
-        cls, spec: EncoderSpec, model_dir: Path, runtime: Runtime, batch_size: int = 32
+        cls,
+        spec: EncoderSpec,
+        model_dir: Path,
+        runtime: Runtime,
+        batch_size: int = 32,
+        graph: Path | None = None,
     ) -> OnnxEncoder | None:
-        """The encoder of an already exported graph for ``spec`` (its fingerprint names it),
-        opened with the model folder's tokenizer alone (no torch); ``None`` if not exported yet
-        or if the model is not a single-tower transformer + pooling pipeline."""
-        graph = cached_graph(model_dir, spec.fingerprint, runtime)
+        """The encoder of an already exported graph for ``spec`` (its fingerprint names it;
+        ``graph``: this one instead), opened with the model folder's tokenizer alone (no
+        torch); ``None`` if not exported yet or if the model is not a single-tower transformer
+        + pooling pipeline."""
+        graph = graph or cached_graph(model_dir, spec.fingerprint, runtime)
         modules_file = model_dir / "modules.json"
         if graph is None or spec.query_model is not None or not modules_file.is_file():
             return None

@@ -22,7 +22,7 @@ import numpy as np
 from densa.encode.config import CALIBRATION_TEXTS, Backend, EncoderConfig, EncoderSpec
 from densa.encode.encoder import Encoder, backend_agreement, make_encoder
 from densa.encode.model_files import fingerprint, resolve_model_path
-from densa.encode.onnx import OnnxEncoder, Runtime
+from densa.encode.onnx import OnnxEncoder, Runtime, cached_fp32_graph
 from densa.errors import ConfigError, DensaError, IndexMismatchError
 from densa.index.channels.base import (
     BoolArray,
@@ -155,10 +155,13 @@ class DenseKind:
     def _fp32_graph(self) -> Encoder | None:
         """The fp32 torch model as its cached exported graph on ONNX Runtime, or ``None``.
 
+        The graph is the one optimised for ONNX Runtime or, when only another backend was
+        exported (``auto`` queries export OpenVINO's), the plain fp32 export it started from.
         The same fp32 arithmetic: its passage vectors differ from torch's by float rounding
-        only (at most 2.4e-7 per component on SciFact passages; torch's own differ by 1.1e-7
-        between batch sizes), so documents added to a torch-built index need neither torch nor
-        sentence-transformers loaded (seconds of CPU for a one-document ``densa add``).
+        only (at most 2.4e-7 per component on SciFact passages, 1.6e-7 with the plain export;
+        torch's own differ by 1.1e-7 between batch sizes), so documents added to a torch-built
+        index need neither torch nor sentence-transformers loaded (seconds of CPU for a
+        one-document ``densa add``).
         """
         options = self._options
         if (
@@ -170,8 +173,11 @@ class DenseKind:
         model_dir = resolve_model_path(options.model or self.spec.model)
         if fingerprint(model_dir) != self.spec.fingerprint:
             return None
+        graph = cached_fp32_graph(model_dir, self.spec.fingerprint)
+        if graph is None:
+            return None
         spec = replace(self.spec, backend="onnx")
-        encoder = OnnxEncoder.from_cache(spec, model_dir, "onnx", options.batch_size)
+        encoder = OnnxEncoder.from_cache(spec, model_dir, "onnx", options.batch_size, graph=graph)
         if encoder is not None:
             check_same_encoder("this index", self.spec, encoder.spec)
         return encoder
