@@ -39,11 +39,13 @@ from common import DEFAULT_DATA, cached_index, markdown_table, write_results
 from densa.corpus import BeirDataset
 
 
-def code_commit() -> str:
-    """The git commit of the densa source this process (and the server it starts) imports."""
-    import densa
+def code_commit(folder: Path | None = None) -> str:
+    """The git commit of the densa source in ``folder`` (default: the one this process, and the
+    server it starts, imports)."""
+    if folder is None:
+        import densa
 
-    folder = Path(densa.__file__).parent
+        folder = Path(densa.__file__).parent
     done = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True)
     dirty = subprocess.run(
         ["git", "-C", str(folder), "status", "--porcelain", "--", "."], capture_output=True, text=True
@@ -61,9 +63,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(index: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(index: Path, src: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """``densa serve`` on a free port, from this process's densa or the one in ``src``."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "densa", "serve", str(index), "--port", str(port)])
+    env = {**os.environ, "PYTHONPATH": str(src.resolve())} if src is not None else None
+    command = [sys.executable, "-m", "densa", "serve", str(index), "--port", str(port)]
+    proc = subprocess.Popen(command, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
