@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 ROOT = Path(__file__).parents[2]
 
@@ -42,3 +43,22 @@ def server(index: Path, *, hashing: bool) -> Iterator[tuple[subprocess.Popen[byt
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+@pytest.fixture(autouse=True)
+def _close_services(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every IndexService a test opened (a TestClient used without ``with`` never runs
+    the app's shutdown), so that its batch workers do not outlive the test."""
+    from densa.serve.service import IndexService
+
+    opened: list[IndexService] = []
+    original = IndexService.open
+
+    def open_and_record(self: IndexService) -> None:
+        original(self)
+        opened.append(self)
+
+    monkeypatch.setattr(IndexService, "open", open_and_record)
+    yield
+    for service in opened:
+        service.close()
