@@ -86,8 +86,14 @@ def pool(tokens: npt.NDArray[np.float32], mask: npt.NDArray[np.int64], how: Pool
     return pooled.astype(np.float32)
 
 
+def _export_folders(model_dir: Path, fingerprint: str) -> tuple[Path, Path]:
+    """Where :func:`_cache_dir` may have put a model's exports: beside it, or the user cache."""
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return model_dir / "onnx", base / "densa" / "onnx" / fingerprint
+
+
 def _cache_dir(model_dir: Path, fingerprint: str) -> Path:
-    beside = model_dir / "onnx"
+    beside, cache = _export_folders(model_dir, fingerprint)
     try:
         beside.mkdir(exist_ok=True)
         probe = beside / ".write-test"
@@ -95,8 +101,6 @@ def _cache_dir(model_dir: Path, fingerprint: str) -> Path:
         probe.unlink()
         return beside
     except OSError:
-        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-        cache = base / "densa" / "onnx" / fingerprint
         cache.mkdir(parents=True, exist_ok=True)
         return cache
 
@@ -116,7 +120,7 @@ def export_onnx(transformer: Any, model_dir: Path, fingerprint: str) -> Path:
     import torch
 
     folder = _cache_dir(model_dir, fingerprint)
-    fp32 = folder / f"densa-{fingerprint}-v{_EXPORT_VERSION}.onnx"
+    fp32 = folder / _plain_export_name(fingerprint)
     if fp32.is_file():
         return fp32
     hf_model = transformer.auto_model.eval()
@@ -338,6 +342,11 @@ def _export(torch: Any, module: Any, dummy: tuple[Any, ...], path: Path, names: 
     )
 
 
+def _plain_export_name(fingerprint: str) -> str:
+    """The plain fp32 export (:func:`export_onnx`) that every runtime's graph starts from."""
+    return f"densa-{fingerprint}-v{_EXPORT_VERSION}.onnx"
+
+
 def _graph_name(fingerprint: str, runtime: Runtime) -> str:
     """The cached file that ``runtime`` runs, in the export folder."""
     stem = f"densa-{fingerprint}-v{_EXPORT_VERSION}"
@@ -352,8 +361,7 @@ def _graph_name(fingerprint: str, runtime: Runtime) -> str:
 def cached_graph(model_dir: Path, fingerprint: str, runtime: Runtime) -> Path | None:
     """The graph ``runtime`` would run for this model if it is exported (and, for
     ``openvino-int8``, calibrated) already; nothing is created."""
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    for folder in (model_dir / "onnx", base / "densa" / "onnx" / fingerprint):
+    for folder in _export_folders(model_dir, fingerprint):
         graph = folder / _graph_name(fingerprint, runtime)
         weights_ready = graph.suffix != ".xml" or graph.with_suffix(".bin").is_file()
         if graph.is_file() and weights_ready:
@@ -368,12 +376,8 @@ def cached_fp32_graph(model_dir: Path, fingerprint: str) -> Path | None:
     optimised = cached_graph(model_dir, fingerprint, "onnx")
     if optimised is not None:
         return optimised
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    for folder in (model_dir / "onnx", base / "densa" / "onnx" / fingerprint):
-        plain = folder / f"densa-{fingerprint}-v{_EXPORT_VERSION}.onnx"
-        if plain.is_file():
-            return plain
-    return None
+    plain = (folder / _plain_export_name(fingerprint) for folder in _export_folders(model_dir, fingerprint))
+    return next((graph for graph in plain if graph.is_file()), None)
 
 
 class OnnxEncoder:

@@ -170,14 +170,7 @@ class DenseKind:
             or importlib.util.find_spec("onnxruntime") is None
         ):
             return None
-        model_dir = resolve_model_path(options.model or self.spec.model)
-        if fingerprint(model_dir) != self.spec.fingerprint:
-            return None
-        graph = cached_fp32_graph(model_dir, self.spec.fingerprint)
-        if graph is None:
-            return None
-        spec = replace(self.spec, backend="onnx")
-        encoder = OnnxEncoder.from_cache(spec, model_dir, "onnx", options.batch_size, graph=graph)
+        encoder = self._from_cache("onnx", any_fp32=True)
         if encoder is not None:
             check_same_encoder("this index", self.spec, encoder.spec)
         return encoder
@@ -206,14 +199,24 @@ class DenseKind:
             )
             return self.encoder
 
+    def _from_cache(self, runtime: Runtime, any_fp32: bool = False) -> OnnxEncoder | None:
+        """The model on ``runtime`` from a graph exported already (no torch), or ``None``;
+        ``any_fp32``: any fp32 graph ONNX Runtime runs, the plain export too
+        (:func:`~densa.encode.onnx.cached_fp32_graph`)."""
+        model_dir = resolve_model_path(self._options.model or self.spec.model)
+        if fingerprint(model_dir) != self.spec.fingerprint:
+            return None
+        graph = cached_fp32_graph(model_dir, self.spec.fingerprint) if any_fp32 else None
+        spec = replace(self.spec, backend=runtime)
+        return OnnxEncoder.from_cache(spec, model_dir, runtime, self._options.batch_size, graph=graph)
+
     def _load_on(self, backend: Backend) -> Encoder:
         """The model on ``backend``: an exported graph already cached opens without torch."""
         options = self._options
-        model_dir = resolve_model_path(options.model or self.spec.model)
         spec = replace(self.spec, backend=backend)
         encoder: Encoder | None = None
-        if backend in get_args(Runtime) and fingerprint(model_dir) == spec.fingerprint:
-            encoder = OnnxEncoder.from_cache(spec, model_dir, cast(Runtime, backend), options.batch_size)
+        if backend in get_args(Runtime):
+            encoder = self._from_cache(cast(Runtime, backend))
         if encoder is None:
             config = replace(
                 spec.to_config(batch_size=options.batch_size, device=options.device), backend=backend
