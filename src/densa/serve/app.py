@@ -62,10 +62,13 @@ _LOG = logging.getLogger("densa.serve")
 def _snippet(hit: Hit) -> str:
     """The first ``_SNIPPET`` characters of the passage, whitespace runs made one space."""
     raw = hit.passage or hit.text
-    head = 4 * _SNIPPET  # normalising a prefix gives a prefix of the normalised whole
+    # normalising a prefix gives a prefix of the normalised whole: a prefix a little longer
+    # than the snippet, longer while whitespace runs leave it too short
+    head = _SNIPPET + _SNIPPET // 4
     text = " ".join(raw[:head].split())
-    if len(text) <= _SNIPPET and len(raw) > head:  # mostly whitespace: the whole, then
-        text = " ".join(raw.split())
+    while len(text) <= _SNIPPET and len(raw) > head:
+        head *= 4
+        text = " ".join(raw[:head].split())
     return text if len(text) <= _SNIPPET else text[: _SNIPPET - 1] + "…"
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -66,6 +67,7 @@ class IndexService:
 
     def __init__(self, config: ServeConfig, encoder: Encoder | None = None) -> None:
         self.config = config
+        self._manifest = str(config.index / MANIFEST)
         self._given = encoder
         self._state_lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -143,7 +145,7 @@ class IndexService:
         self._loading.start()
 
     def _manifest_stamp(self) -> tuple[int, int]:
-        stat = (self.config.index / MANIFEST).stat()
+        stat = os.stat(self._manifest)  # a str: Path.stat costs as much again, once a request
         return stat.st_mtime_ns, stat.st_ino
 
     @property

@@ -154,3 +154,24 @@ def test_save_load_round_trip_and_damage(tmp_path: Path) -> None:
     (tmp_path / "bm25" / "bm25.json").write_text("{not json")
     with pytest.raises(DensaError, match="damaged"):
         Postings.load(tmp_path / "bm25")
+
+
+def test_cached_term_weights_score_as_fresh_ones_and_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = BM25Config()
+    live = np.array([True, True, False, True, True])
+    queries = ["heart blood", "sharks attack", "heart heart blood", "salt pressure diet", "absent words"]
+
+    def run(channel: BM25Channel) -> list[dict[int, float]]:
+        found = channel.search(channel.encode_queries(queries), 10, [live, None])
+        return [_as_dict(f) for f in found]
+
+    expected = run(_channel([(DOCS, live), (MORE, None)], config))  # every term weighed afresh
+    warm = _channel([(DOCS, live), (MORE, None)], config)
+    assert run(warm) == expected and run(warm) == expected  # the second time from the cache
+    assert warm._cached == sum(s.postings for s in warm._cache.values() if s is not None) > 0
+
+    monkeypatch.setattr(BM25Channel, "CACHED_POSTINGS", 3)  # fewer than most terms' postings
+    small = _channel([(DOCS, live), (MORE, None)], config)
+    for _ in range(2):
+        assert run(small) == expected
+        assert small._cached <= 3

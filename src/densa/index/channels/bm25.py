@@ -26,6 +26,8 @@ Part files (``SEGMENT/<channel>/``), NumPy arrays memory-mapped on open (no pick
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -309,8 +311,31 @@ class _Part:
     live_length: int
 
 
+#: A term's postings in one part: the rows holding it and their weights.
+_Weighed = tuple[npt.NDArray[np.int32], npt.NDArray[np.float64]]
+
+
+@dataclass(frozen=True)
+class _TermScores:
+    """What one term adds to the queries that hold it, on one snapshot: per part, the rows
+    holding it and their BM25 weights, idf included (``None`` where the part lacks it)."""
+
+    parts: tuple[_Weighed | None, ...]
+    postings: int
+
+
 class BM25Channel:
-    """BM25 over the parts of one snapshot, with collection statistics of the live documents."""
+    """BM25 over the parts of one snapshot, with collection statistics of the live documents.
+
+    A term's weights depend only on the snapshot (its idf and the average length), so they
+    are computed the first time a query asks for the term and kept, most recently used
+    first, up to :attr:`CACHED_POSTINGS` postings in all: the next queries with that term
+    read them instead of looking it up in every part's vocabulary and weighing its postings
+    again (Lucene keeps per-term state between queries the same way). Thread-safe.
+    """
+
+    #: Postings whose weights a snapshot keeps (8 bytes each: 16 MiB).
+    CACHED_POSTINGS: ClassVar[int] = 1 << 21
 
     def __init__(self, config: BM25Config, parts: Sequence[_Part]) -> None:
         self.config = config
@@ -319,25 +344,64 @@ class BM25Channel:
         self.documents = sum(p.live_docs for p in parts)
         total = sum(p.live_length for p in parts)
         self.average_length = total / self.documents if self.documents else 1.0
+        self._cache: OrderedDict[str, _TermScores | None] = OrderedDict()
+        self._cached = 0
+        self._cache_lock = threading.Lock()
 
     def encode_queries(self, texts: Sequence[str]) -> list[list[str]]:
         return self.analyzer.terms(texts)
 
-    def _lookup(self, terms: set[str]) -> list[dict[str, int]]:
-        """Each part's local id of each of ``terms`` it holds (one vocabulary search per term)."""
-        found = []
-        for part in self._parts:
-            ids = {term: part.postings.find(term) for term in terms}
-            found.append({term: t for term, t in ids.items() if t >= 0})
-        return found
+    def _term_scores(self, terms: set[str]) -> dict[str, _TermScores]:
+        """The scores of each of ``terms`` that some live document holds (cached)."""
+        out: dict[str, _TermScores] = {}
+        missing = []
+        with self._cache_lock:
+            for term in terms:
+                if term in self._cache:
+                    self._cache.move_to_end(term)
+                    if (cached := self._cache[term]) is not None:
+                        out[term] = cached
+                else:
+                    missing.append(term)
+        if not missing:
+            return out
+        computed = self._weigh(missing)
+        with self._cache_lock:
+            for term, scores in computed.items():
+                if term not in self._cache:
+                    self._cache[term] = scores
+                    self._cached += scores.postings if scores is not None else 0
+            while self._cached > self.CACHED_POSTINGS and self._cache:
+                _, dropped = self._cache.popitem(last=False)
+                self._cached -= dropped.postings if dropped is not None else 0
+        out.update({t: s for t, s in computed.items() if s is not None})
+        return out
 
-    def _frequencies(self, lookup: list[dict[str, int]]) -> dict[str, int]:
-        """Live documents containing each looked-up term, over every segment."""
-        out: dict[str, int] = {term: 0 for ids in lookup for term in ids}
-        for part, ids in zip(self._parts, lookup, strict=True):
-            for term, t in ids.items():
-                rows, _ = part.postings.postings(t)
-                out[term] += len(rows) if part.live is None else int(np.count_nonzero(part.live[rows]))
+    def _weigh(self, terms: list[str]) -> dict[str, _TermScores | None]:
+        """Each term's scores over every part (``None``: no live document holds it)."""
+        out: dict[str, _TermScores | None] = {}
+        for term in terms:
+            postings = []  # per part: (rows, tfs) or None
+            df = 0  # live documents holding the term, over every part
+            for part in self._parts:
+                t = part.postings.find(term)
+                found = part.postings.postings(t) if t >= 0 else None
+                postings.append(found)
+                if found is not None:
+                    df += len(found[0]) if part.live is None else int(np.count_nonzero(part.live[found[0]]))
+            if not df:
+                out[term] = None
+                continue
+            idf = float(_idf(self.config.method, np.asarray([df], float), self.documents)[0])
+            parts: list[_Weighed | None] = []
+            for part, found in zip(self._parts, postings, strict=True):
+                if found is None:
+                    parts.append(None)
+                    continue
+                rows, tfs = found
+                lengths = part.postings.lengths[rows]
+                parts.append((rows, idf * _term_weight(self.config, tfs, lengths, self.average_length)))
+            out[term] = _TermScores(tuple(parts), sum(len(p[0]) for p in parts if p is not None))
         return out
 
     def search(
@@ -350,23 +414,14 @@ class BM25Channel:
         del where  # the masks say it all
         if len(allowed) != len(self._parts):
             raise ValueError(f"{len(allowed)} masks for {len(self._parts)} segments")
-        lookup = self._lookup({t for q in queries for t in q})
-        df = self._frequencies(lookup)
-        found = [t for t in df if df[t] > 0]
-        idf = dict(
-            zip(
-                found,
-                _idf(self.config.method, np.asarray([df[t] for t in found], float), self.documents),
-                strict=True,
-            )
-        )
+        scores_of = self._term_scores({t for q in queries for t in q})
         results = []
         for terms in queries:
+            held = [scores_of[t] for t in terms if t in scores_of]
             ids, scores = [], []
-            for part, held, mask in zip(self._parts, lookup, allowed, strict=True):
-                local = self._score(
-                    part, [(t, held[t]) for t in terms if t in idf and t in held], idf, mask, k
-                )
+            for p, (part, mask) in enumerate(zip(self._parts, allowed, strict=True)):
+                weighed = [found for s in held if (found := s.parts[p]) is not None]
+                local = self._score(part, weighed, mask, k)
                 if local is not None:
                     ids.append(local.ids + part.first_row)
                     scores.append(local.scores)
@@ -376,35 +431,31 @@ class BM25Channel:
         return results
 
     def _score(
-        self, part: _Part, terms: list[tuple[str, int]], idf: dict[str, float], mask: BoolArray | None, k: int
+        self,
+        part: _Part,
+        weighed: list[_Weighed],
+        mask: BoolArray | None,
+        k: int,
     ) -> UnitScores | None:
-        """The part's ``k`` best rows (ties kept) that match some of ``terms`` (each with its
-        local id in the part) and pass ``mask``."""
-        rows_list, weight_list = [], []
-        for term, t in terms:
-            rows, tfs = part.postings.postings(t)
-            weight = idf[term] * _term_weight(
-                self.config, tfs, part.postings.lengths[rows], self.average_length
-            )
-            rows_list.append(rows)
-            weight_list.append(weight)
-        if not rows_list:
+        """The part's ``k`` best rows (ties kept) among those ``weighed`` (a query's terms: their
+        rows in the part and weights) that pass ``mask``."""
+        if not weighed:
             return None
-        touched = sum(len(r) for r in rows_list)
+        touched = sum(len(rows) for rows, _ in weighed)
         if touched * 8 > len(part.postings.lengths):  # many postings: a dense accumulator is cheaper
             # float64 as the sparse path below: which path a segment takes depends on its size, and
             # an index built by updates must score exactly as a fresh build
             dense = np.zeros(len(part.postings.lengths), np.float64)
-            for rows, weight in zip(rows_list, weight_list, strict=True):
+            for rows, weight in weighed:
                 dense[rows] += weight  # rows are unique within one term's postings
             if mask is not None:
                 dense[~mask] = 0
             values = dense.astype(np.float32)  # compared in float32, as the sparse path does
             found = np.flatnonzero(values > 0)  # (partitioning all rows, zeros too, costs more)
             return top_k_with_ties(found.astype(np.int64), values[found], k)
-        rows = np.concatenate(rows_list).astype(np.int64)
+        rows = np.concatenate([rows for rows, _ in weighed]).astype(np.int64)
         unique, inverse = np.unique(rows, return_inverse=True)
-        sums = np.bincount(inverse, weights=np.concatenate(weight_list)).astype(np.float32)
+        sums = np.bincount(inverse, weights=np.concatenate([w for _, w in weighed])).astype(np.float32)
         keep = sums > 0
         if mask is not None:
             keep &= mask[unique]
