@@ -172,11 +172,11 @@ class Searcher:
         """One channel's top ``k`` documents per query (passages aggregated to documents)."""
         channel = snapshot.channel(name)
         queries = channel.encode_queries(texts)
-        if self.index.kind(name).unit == "document":
+        # a document channel, or an index not chunked: a passage's id is its document's row id
+        if self.index.kind(name).unit == "document" or snapshot.manifest.chunking is None:
             return [_Scored(r, {}) for r in channel.search(queries, k, allowed, where)]
         total = sum(v.passages for v in snapshot.views)
-        chunked = total > sum(v.rows for v in snapshot.views)
-        want = min(k * 4 + 16, total) if chunked else k
+        want = min(k * 4 + 16, total)
         how = self.config.aggregate
         while True:
             found = channel.search(queries, want, allowed, where)
@@ -188,7 +188,7 @@ class Searcher:
                 out.append(_Scored(top_k_with_ties(rids, scores, k), best_of))
             # enough documents, or the channel had no more passages to give
             done = all(len(s.ranking) >= k or len(u) < want for s, u in zip(out, found, strict=True))
-            if not chunked or want >= total or done:
+            if want >= total or done:
                 return out
             want = min(want * 4, total)
 
