@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -71,14 +72,17 @@ def start_server(index: Path, src: Path | None = None) -> tuple[subprocess.Popen
     proc = subprocess.Popen(command, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                 return proc, url
         except httpx.TransportError:
             time.sleep(0.3)
+    if proc.poll() is None:  # stuck: `densa serve` prints its threads' stacks on SIGUSR1
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(2)
     proc.kill()
-    raise RuntimeError("server did not start")
+    raise RuntimeError(f"server did not start (exit code {proc.wait()}; stacks of a stuck one above)")
 
 
 def wait_until_ready(url: str, timeout: float = 300) -> None:

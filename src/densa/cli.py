@@ -6,8 +6,10 @@ prints the result; no retrieval logic lives here.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -1131,6 +1133,8 @@ def serve(
     if pipeline is not None:
         given = {field for option, field in _SERVE_PIPELINE_OPTIONS.items() if _given(ctx, option)}
         config = with_pipeline(config, read_pipeline(pipeline), given)
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID` prints every thread's stack (a stuck server)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     application = create_app(config)
     typer.echo(f"serving {index_path} on http://{host}:{port}/  (API docs at /docs)")
     uvicorn.run(application, host=host, port=port, log_level="warning")
