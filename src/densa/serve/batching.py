@@ -48,10 +48,12 @@ class _Lane:
         max_queries: int,
         threads: int = 1,
         warm_up: Callable[[str], object] | None = None,
+        warm_lock: threading.Lock | None = None,
     ) -> None:
         self.name = name
         self._run = run
         self._warm_up = warm_up
+        self._warm_lock = warm_lock or threading.Lock()
         self._max_wait = max_wait
         self._max_queries = max_queries
         self._queue: deque[_Request] = deque()
@@ -101,7 +103,8 @@ class _Lane:
     def _loop(self, warm: threading.Event) -> None:
         try:
             if self._warm_up is not None:
-                self._warm_up(self.name)
+                with self._warm_lock:  # one worker at a time (see Batcher)
+                    self._warm_up(self.name)
         except Exception as exc:  # the first request meets the same problem and reports it
             _LOG.warning("warming up the %s lane failed: %s", self.name, exc)
         finally:
@@ -153,7 +156,10 @@ class Batcher:
         Run by each worker thread, with its lane's name, before it takes requests (the
         constructor returns when all have run): a worker's first search builds what it keeps
         (its tokenizer, an inference request's kernels, imports), which a cold server's first
-        requests would otherwise wait for.
+        requests would otherwise wait for. The workers warm up one at a time: a server was
+        once caught stuck for good with two workers in their first OpenVINO inference at once
+        (beside an ONNX Runtime session being created), which a cold server without warm-up
+        had met in its first concurrent searches.
     """
 
     def __init__(
@@ -165,8 +171,10 @@ class Batcher:
         max_queries: int = 64,
         warm_up: Callable[[str], object] | None = None,
     ) -> None:
+        warm_lock = threading.Lock()
         self._lanes = {
-            name: _Lane(name, run, max_wait, max_queries, threads, warm_up) for name, threads in lanes.items()
+            name: _Lane(name, run, max_wait, max_queries, threads, warm_up, warm_lock)
+            for name, threads in lanes.items()
         }
 
     def search(self, lane: str, key: Hashable, texts: list[str]) -> list[Any]:

@@ -29,6 +29,7 @@ from densa.encode.concurrent import for_threads
 from densa.encode.encoder import Encoder
 from densa.index import Filter, Index, set_search_threads
 from densa.index.channels.base import has_model
+from densa.index.channels.dense import DenseKind
 from densa.index.manifest import MANIFEST, Manifest
 from densa.rerank.reranker import load_reranker
 from densa.search import SearchConfig, Searcher, resolve_channels
@@ -89,16 +90,17 @@ class IndexService:
         )
         self._loading: threading.Thread | None = None  # the writes' model, loading
         self.encoder: Encoder | None = None  # the default dense channel's query encoder
+        writes_model: DenseKind | None = None  # its document encoder, to load after warming up
         if any(r.kind == "dense" for r in index.channels.values()):
             kind = index.dense_kind()
             # the model lane's workers encode side by side (an exported graph) or in turn
             self.encoder = for_threads(kind.query_encoder, self.config.model_threads)
             if kind.queries_on_own_backend:  # one encoder for queries and added documents
                 kind.use_encoder(self.encoder)
-            else:  # documents on the index's backend: loaded now, beside the first searches
+            else:  # documents on the index's backend: loaded once the workers are warm
                 kind.use_encoder(queries=self.encoder)
                 if not self.config.read_only:
-                    self._load_in_background(lambda: kind.encoder)
+                    writes_model = kind
         if self.config.search is not None:  # a pipeline naming channels the index lacks fails now
             resolve_channels(self.config.search.mode, index.channels)
         if len(index.channels) > 1:  # measure label-free fusion now, not in the first request
@@ -116,6 +118,9 @@ class IndexService:
             max_queries=self.config.max_batch,
             warm_up=self._warm_up,
         )
+        if writes_model is not None:  # beside the first searches, after the warm-ups
+            kind = writes_model
+            self._load_in_background(lambda: kind.encoder)
         self._closed = False
 
     def _warm_up(self, lane: str) -> None:
