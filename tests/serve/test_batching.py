@@ -68,6 +68,29 @@ def test_each_worker_warms_up_in_its_own_thread_before_the_first_request() -> No
         batcher.close()
 
 
+def test_workers_warm_up_one_at_a_time() -> None:
+    """Two first inferences at once once left a server stuck for good: no two warm-ups, of
+    any lanes, overlap."""
+    running, most = 0, 0
+    lock = threading.Lock()
+
+    def warm_up(lane: str) -> None:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+
+    batcher = Batcher(lambda key, texts: texts, {"model": 3, "plain": 1}, max_wait=0.0, warm_up=warm_up)
+    try:
+        assert most == 1
+        assert batcher.search("plain", "k", ["a"]) == ["a"]
+    finally:
+        batcher.close()
+
+
 def test_a_failing_warm_up_leaves_the_lane_serving(caplog: pytest.LogCaptureFixture) -> None:
     def warm_up(lane: str) -> None:
         raise RuntimeError("no model here")
