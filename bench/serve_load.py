@@ -134,7 +134,7 @@ def phase(
                     response = http.getresponse()
                     data = response.read()
                     ok = response.status == 200 and bool(json.loads(data)["results"][0]["hits"])
-                    failure = f"{response.status}: {data[:200]!r}"
+                    failure = "" if ok else f"{response.status}: {data[:200]!r}"
                 except (OSError, HTTPException, ValueError) as exc:
                     ok, failure = False, repr(exc)
                     http.close()  # a new connection for the next request

@@ -119,8 +119,7 @@ class IndexService:
             warm_up=self._warm_up,
         )
         if writes_model is not None:  # beside the first searches, after the warm-ups
-            kind = writes_model
-            self._load_in_background(lambda: kind.encoder)
+            self._load_in_background(lambda: writes_model.encoder)
         self._closed = False
 
     def _warm_up(self, lane: str) -> None:
