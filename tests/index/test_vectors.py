@@ -127,6 +127,38 @@ def test_index_kinds_work_through_the_index_folder(tmp_path: Path) -> None:
     assert merged.parts["dense"]["kind"] == "ivf-sq8" and merged.rows == 300  # the configured kind again
 
 
+@pytest.mark.parametrize("n_queries", [1, 7, 50])
+def test_flat_search_by_blas_products_finds_what_faiss_finds(
+    n_queries: int, data: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import faiss
+
+    import densa.index.vectors as vectors_module
+
+    vectors, queries = data
+    queries = queries[:n_queries]
+    reference = faiss.IndexFlatIP(DIM)
+    reference.add(vectors)
+    index = VectorIndex.build(vectors, VectorIndexConfig(kind="flat"))
+    monkeypatch.setattr(vectors_module, "_SCORE_BLOCK", 3 * N)  # blocks of 3 queries
+    for k in (1, 10, N, N + 5):
+        want_scores, want_rows = reference.search(queries, min(k, N))
+        scores, rows = index.search(queries, k)
+        assert rows.shape == want_rows.shape and (np.diff(scores, axis=1) <= 0).all()
+        np.testing.assert_allclose(scores, want_scores, atol=1e-5)  # no better row left out
+        true_scores = np.einsum("qd,qkd->qk", queries, vectors[rows])
+        np.testing.assert_allclose(scores, true_scores, atol=1e-5)  # each row with its own score
+        assert all(len(set(r) ^ set(w)) <= 2 for r, w in zip(rows, want_rows, strict=True))  # ties
+    allowed = np.zeros(N, bool)
+    allowed[::7] = True
+    scores, rows = index.search(queries, 20, allowed)
+    truth = _exact(vectors, queries, 20, np.flatnonzero(allowed))
+    np.testing.assert_array_equal(rows, truth)
+    scores, rows = index.search(queries, 1000, allowed)  # fewer allowed rows than k
+    assert rows.shape == (n_queries, allowed.sum()) and allowed[rows].all()
+    assert (np.diff(scores, axis=1) <= 0).all()
+
+
 def test_bad_configs() -> None:
     with pytest.raises(ConfigError):
         VectorIndexConfig(kind="lsh")  # type: ignore[arg-type]
@@ -136,14 +168,18 @@ def test_bad_configs() -> None:
 
 def test_search_threads_are_set_for_the_process_and_checked() -> None:
     import faiss
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     from densa.index import set_search_threads
 
     before = faiss.omp_get_max_threads()
+    blas_before = {b["filepath"]: b["num_threads"] for b in threadpool_info() if b["user_api"] == "blas"}
     try:
         set_search_threads(1)
         assert faiss.omp_get_max_threads() == 1
+        assert {b["num_threads"] for b in threadpool_info() if b["user_api"] == "blas"} == {1}
     finally:
         faiss.omp_set_num_threads(before)
+        threadpool_limits(limits=max(blas_before.values(), default=1), user_api="blas")
     with pytest.raises(ConfigError, match="positive"):
         set_search_threads(0)
