@@ -72,20 +72,16 @@ def main() -> None:
                 }
             )
             print(rows[-1], flush=True)
-    table = markdown_table(
-        ["vectors", "queries in the batch", "FAISS IndexFlatIP ms", "densa flat ms", "speed-up", "same rows"],
-        [
-            [
-                r["vectors"],
-                r["queries"],
-                round(r["faiss_ms"], 3),
-                round(r["densa_ms"], 3),
-                round(r["speed_up"], 2),
-                r["same_rows"],
-            ]
-            for r in rows
-        ],
-    )
+    headers = [
+        "vectors",
+        "queries in the batch",
+        "FAISS IndexFlatIP ms",
+        "densa flat ms",
+        "speed-up",
+        "same rows",
+    ]
+    keys = ["vectors", "queries", "faiss_ms", "densa_ms", "speed_up", "same_rows"]
+    table = markdown_table(headers, [[round(r[key], 3) for key in keys] for r in rows])
     payload = {"k": K, "dim": DIM, "threads": 1, "faiss": faiss.__version__, "results": rows}
     write_results("flat_search", payload, table, "python bench/flat_search.py " + " ".join(sys.argv[1:]))
     print(table)
