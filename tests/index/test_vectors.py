@@ -151,12 +151,14 @@ def test_flat_search_by_blas_products_finds_what_faiss_finds(
         assert all(len(set(r) ^ set(w)) <= 2 for r, w in zip(rows, want_rows, strict=True))  # ties
     allowed = np.zeros(N, bool)
     allowed[::7] = True
-    scores, rows = index.search(queries, 20, allowed)
     truth = _exact(vectors, queries, 20, np.flatnonzero(allowed))
-    np.testing.assert_array_equal(rows, truth)
-    scores, rows = index.search(queries, 1000, allowed)  # fewer allowed rows than k
-    assert rows.shape == (n_queries, allowed.sum()) and allowed[rows].all()
-    assert (np.diff(scores, axis=1) <= 0).all()
+    for limit in (vectors_module._EXACT_MASK_LIMIT, 0):  # the allowed rows alone; the masked product
+        monkeypatch.setattr(vectors_module, "_EXACT_MASK_LIMIT", limit)
+        scores, rows = index.search(queries, 20, allowed)
+        np.testing.assert_array_equal(rows, truth)
+        scores, rows = index.search(queries, 1000, allowed)  # fewer allowed rows than k
+        assert rows.shape == (n_queries, allowed.sum()) and allowed[rows].all()
+        assert (np.diff(scores, axis=1) <= 0).all()
 
 
 def test_bad_configs() -> None:
@@ -173,13 +175,12 @@ def test_search_threads_are_set_for_the_process_and_checked() -> None:
     from densa.index import set_search_threads
 
     before = faiss.omp_get_max_threads()
-    blas_before = {b["filepath"]: b["num_threads"] for b in threadpool_info() if b["user_api"] == "blas"}
     try:
-        set_search_threads(1)
-        assert faiss.omp_get_max_threads() == 1
-        assert {b["num_threads"] for b in threadpool_info() if b["user_api"] == "blas"} == {1}
+        with threadpool_limits(limits=None):  # changes nothing; restores each library's own on exit
+            set_search_threads(1)
+            assert faiss.omp_get_max_threads() == 1
+            assert {b["num_threads"] for b in threadpool_info() if b["user_api"] == "blas"} == {1}
     finally:
         faiss.omp_set_num_threads(before)
-        threadpool_limits(limits=max(blas_before.values(), default=1), user_api="blas")
     with pytest.raises(ConfigError, match="positive"):
         set_search_threads(0)

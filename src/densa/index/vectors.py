@@ -302,10 +302,10 @@ class VectorIndex:
             if not count:
                 return empty
             if count < n:
-                if self.config.kind == "flat":
-                    return self._flat(queries, min(k, count), allowed)
                 if count <= _EXACT_MASK_LIMIT:
                     return self._exact_subset(queries, min(k, count), np.flatnonzero(allowed))
+                if self.config.kind == "flat":
+                    return self._flat(queries, min(k, count), allowed)
                 if self.config.kind in _RESCORED:
                     return self._rescored(queries, min(k, count), allowed, count)
                 return self._selected(queries, min(k, count), allowed)
