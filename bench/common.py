@@ -27,12 +27,23 @@ def python_loop_seconds() -> float:
     return round(time.perf_counter() - start, 3)
 
 
+def cpu_model() -> str:
+    """The CPU's model name as Linux reports it ("?" elsewhere): costs differ by CPU (an AMX
+    Xeon and an EPYC rank batch shapes differently), so every result records it."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return "?"
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "?")
+
+
 def machine() -> dict[str, Any]:
     import torch
 
     return {
         "python_loop_s": python_loop_seconds(),
         "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -65,7 +76,8 @@ def write_results(name: str, payload: dict[str, Any], table: str, command: str) 
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     header = (
         f"# {name}\n\nProduced by `{command}` on {payload['machine']['cpu_count']} CPU cores "
-        f"(ten million Python additions took {payload['machine']['python_loop_s']} s).\n\n"
+        f"({payload['machine']['cpu_model']}; ten million Python additions took "
+        f"{payload['machine']['python_loop_s']} s).\n\n"
     )
     (RESULTS / f"{name}.md").write_text(header + table + "\n", encoding="utf-8")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from densa.encode import (
     l2_normalize,
     make_encoder,
 )
-from densa.encode.onnx import OnnxEncoder, pool
+from densa.encode.onnx import PACK_TOKENS, OnnxEncoder, pack, pool
 from densa.errors import ConfigError, DensaError
 from densa.index import Index
 from densa.types import Document
@@ -66,6 +67,12 @@ def test_onnx_export_matches_torch_and_is_cached(tmp_path: Path, minilm_path: Pa
     assert isinstance(openvino, OnnxEncoder) and openvino.path.suffix == ".xml"
     assert openvino.path.with_suffix(".bin").is_file()  # IR converted from the cached export
     assert (openvino.encode_documents(TEXTS) * torch_vectors).sum(axis=1).min() > 0.999  # bf16 at worst
+    assert openvino.packed is not None and openvino.packed.name.endswith("-packed.xml")
+    assert json.loads(openvino.packed.with_suffix(".json").read_text())["agrees"] is True
+    many = [f"{text} {'and more words ' * (i % 7)}({i})" for i in range(40) for text in TEXTS]
+    assert sum(len(t.split()) for t in many) > 2 * PACK_TOKENS  # packed into several rows
+    torch_queries = SentenceTransformerEncoder(config).encode_queries(many)
+    assert (openvino.encode_queries(many) * torch_queries).sum(axis=1).min() > 0.999
     index = Index.build([Document("a", TEXTS[0]), Document("b", TEXTS[1])], tmp_path / "idx", encoder=onnx)
     assert index.channels["dense"].settings["encoder"]["backend"] == "onnx"
     assert (
@@ -76,6 +83,49 @@ def test_onnx_export_matches_torch_and_is_cached(tmp_path: Path, minilm_path: Pa
     assert isinstance(queries, OnnxEncoder) and queries.runtime == "openvino"
     assert isinstance(documents, OnnxEncoder) and documents.runtime == "onnx"  # added documents: the index's
     assert search(on_openvino, ["heart attack"], 1)[0][0].doc_id == "a"
+
+
+def test_pack_gives_a_longer_sequence_a_row_of_its_own_and_refuses_empty_ones() -> None:
+    packed = pack([[1, 2], [3, 4, 5, 6, 7], [8]], capacity=3)
+    assert packed.feeds["segments"].tolist() == [[0, 0, 2, -1, -1], [1, 1, 1, 1, 1]]
+    assert packed.tokens.tolist() == [0, 1, 5, 6, 7, 8, 9, 2] and packed.lengths.tolist() == [2, 5, 1]
+    with pytest.raises(DensaError, match="at least one token"):
+        pack([[1], []])
+
+
+@pytest.mark.slow
+def test_a_model_whose_packed_output_differs_is_encoded_padded(tmp_path: Path, minilm_path: Path) -> None:
+    """RoBERTa numbers positions from its padding id + 1, so packing's positions from 0 change
+    its output: the check refuses the packed export and queries run on the padded graph."""
+    import torch
+    from transformers import RobertaConfig, RobertaModel
+
+    model = tmp_path / "tiny-roberta"
+    vocab = len((minilm_path / "vocab.txt").read_text(encoding="utf-8").splitlines())
+    torch.manual_seed(0)
+    config = RobertaConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=130,
+        pad_token_id=0,
+    )
+    RobertaModel(config).save_pretrained(model)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (minilm_path / name).is_file():
+            shutil.copy(minilm_path / name, model / name)
+    options = EncoderConfig(model=str(model), device="cpu", pooling="mean", max_length=64)
+    openvino = make_encoder(replace(options, backend="openvino"))
+    assert isinstance(openvino, OnnxEncoder) and openvino.packed is None
+    record = json.loads(next((model / "onnx").glob("*-packed.json")).read_text())
+    assert record["agrees"] is False and record["max_abs_diff"] > 1e-3
+    assert not list((model / "onnx").glob("*-packed.xml"))
+    expected = SentenceTransformerEncoder(options).encode_queries(TEXTS)
+    assert (openvino.encode_queries(TEXTS) * expected).sum(axis=1).min() > 0.999
+    again = make_encoder(replace(options, backend="openvino"))  # the recorded check is reused
+    assert isinstance(again, OnnxEncoder) and again.packed is None
 
 
 def test_bf16_autocast_stays_close_to_fp32(minilm: SentenceTransformerEncoder) -> None:

@@ -20,12 +20,20 @@ model folder is writable, else in ``$XDG_CACHE_HOME/densa/onnx/<fingerprint>/``.
   indexes; an opened index passes its first stored documents). The quantised IR is then
   cached beside the others with a JSON record of what calibrated it, and every later use of
   the model reuses it; delete ``*-ov-int8.*`` there to calibrate again.
+
+Queries on ``openvino`` are *packed* (:func:`pack`): a batch's texts are laid end to end in
+rows of up to :data:`PACK_TOKENS` tokens, each text with its own position ids and attending only
+to itself (a block-diagonal attention mask built inside the graph), so the transformer's work
+is the texts' real tokens, not a batch padded to its longest text. The packed graph is exported
+beside the plain one when the model's own packed and padded outputs agree in torch (checked
+once per model on probe texts and recorded in ``*-packed.json``); otherwise queries run padded.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -34,6 +42,7 @@ import threading
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -52,7 +61,9 @@ __all__ = [
     "cached_graph",
     "export_onnx",
     "export_openvino",
+    "export_packed",
     "optimize_for_onnxruntime",
+    "pack",
     "pool",
     "quantize_openvino",
 ]
@@ -203,6 +214,222 @@ def export_openvino(onnx_path: Path) -> Path:
         tmp.with_suffix(".bin").replace(xml.with_suffix(".bin"))  # weights first, then the graph
         tmp.replace(xml)
     return xml
+
+
+#: Tokens of one packed row (a longer text has a row of its own). Attention grows with the
+#: square of a row's length, the feed-forward layers with its tokens: at 256 tokens the
+#: attention of MiniLM-sized models is about a tenth of a packed row's work.
+PACK_TOKENS = 256
+
+#: Texts of different lengths that the packed export is checked on (against padding).
+_PACK_PROBES = (
+    "heart attack",
+    "what is the boiling point of water at high altitude",
+    "Cardiac arrest is the sudden loss of heart function, breathing and consciousness; it "
+    "usually results from an electrical disturbance in the heart that disrupts its pumping.",
+    "a",
+)
+
+
+@dataclass(frozen=True)
+class Packed:
+    """A batch of token sequences packed into rows (see :func:`pack`).
+
+    ``feeds`` are the packed graph's inputs, each ``(rows, width)``: ``input_ids``,
+    ``position_ids`` (0 at each text's first token) and ``segments`` (the text's index; -1
+    on padding). ``tokens`` lists every text's token positions in the flattened rows, text
+    after text; ``starts`` and ``lengths`` say where each text's run begins and how long it is.
+    """
+
+    feeds: dict[str, npt.NDArray[np.int64]]
+    tokens: npt.NDArray[np.int64]
+    starts: npt.NDArray[np.int64]
+    lengths: npt.NDArray[np.int64]
+
+
+def pack(token_ids: Sequence[Sequence[int]], capacity: int = PACK_TOKENS, pad_id: int = 0) -> Packed:
+    """Lay token sequences end to end in rows of at most ``capacity`` tokens (first fit, in
+    the given order; a longer sequence gets a row of its own); rows are padded to the longest
+    with ``pad_id`` (any id: padding is in a segment of its own and never pooled).
+
+    The rows are balanced: with ``R`` the fewest rows ``capacity`` allows, each row holds at
+    most the mean fill plus the longest sequence (when that is under ``capacity``), and first
+    fit then never opens more than ``R`` rows. 320 tokens of short queries at a capacity of
+    256 give two rows of about 160 instead of 256 + 64 padded to 256.
+
+    Examples
+    --------
+    >>> p = pack([[5, 6, 7], [8, 9], [4]], capacity=4)
+    >>> p.feeds["input_ids"].tolist(), p.feeds["segments"].tolist()
+    ([[5, 6, 7, 4], [8, 9, 0, 0]], [[0, 0, 0, 2], [1, 1, -1, -1]])
+    >>> p.feeds["position_ids"].tolist(), p.tokens.tolist(), p.starts.tolist()
+    ([[0, 1, 2, 0], [0, 1, 0, 0]], [0, 1, 2, 4, 5, 3], [0, 3, 5])
+    """
+    lengths = np.asarray([len(ids) for ids in token_ids], dtype=np.int64)
+    if len(lengths) == 0 or lengths.min() < 1:
+        raise DensaError("pack needs at least one sequence, each of at least one token")
+    total, longest = int(lengths.sum()), int(lengths.max())
+    fewest = -(-total // capacity)
+    # a sequence that fits no open row finds each above limit - itself >= the mean fill, so
+    # first fit stops at `fewest` rows
+    limit = max(longest, min(capacity, -(-total // fewest) + longest))
+    rows: list[list[int]] = []
+    used: list[int] = []
+    place = np.zeros((len(lengths), 2), dtype=np.int64)  # each text's row and first column
+    for i, n in enumerate(lengths.tolist()):
+        row = next((r for r, u in enumerate(used) if u + n <= limit), len(rows))
+        if row == len(rows):
+            rows.append([])
+            used.append(0)
+        place[i] = row, used[row]
+        rows[row].append(i)
+        used[row] += n
+    width = max(used)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    positions = np.zeros_like(ids)
+    segments = np.full_like(ids, -1)
+    tokens = np.empty(int(lengths.sum()), dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    for i, (sequence, (row, col)) in enumerate(zip(token_ids, place.tolist(), strict=True)):
+        n = len(sequence)
+        ids[row, col : col + n] = sequence
+        positions[row, col : col + n] = np.arange(n)
+        segments[row, col : col + n] = i
+        tokens[starts[i] : starts[i] + n] = row * width + col + np.arange(n)
+    feeds = {"input_ids": ids, "position_ids": positions, "segments": segments}
+    return Packed(feeds, tokens, starts, lengths)
+
+
+def pool_packed(hidden: npt.NDArray[np.float32], packed: Packed, how: Pooling) -> Vectors:
+    """:func:`pool` for a packed batch: ``hidden`` is the packed graph's ``(rows, width, dim)``
+    output; one vector per text, in the order the texts were packed.
+
+    Examples
+    --------
+    >>> p = pack([[1, 1], [1]], capacity=3)
+    >>> h = np.array([[[1.0, 2.0], [3.0, -4.0], [9.0, 9.0]]], dtype=np.float32)
+    >>> pool_packed(h, p, "mean").tolist(), pool_packed(h, p, "last-token").tolist()
+    ([[2.0, -1.0], [9.0, 9.0]], [[3.0, -4.0], [9.0, 9.0]])
+    """
+    flat = hidden.reshape(-1, hidden.shape[-1])[packed.tokens]
+    pooled: Vectors
+    if how == "cls":
+        pooled = flat[packed.starts]
+    elif how == "mean":
+        sums = np.add.reduceat(flat, packed.starts, axis=0)
+        pooled = (sums / packed.lengths[:, None]).astype(np.float32)
+    elif how == "max":
+        pooled = np.maximum.reduceat(flat, packed.starts, axis=0)
+    else:
+        pooled = flat[packed.starts + packed.lengths - 1]
+    return pooled.astype(np.float32)
+
+
+def _packed_module(hf_model: Any) -> Any:
+    """The Hugging Face model taking packed rows: the block-diagonal attention mask is built
+    inside the graph from ``segments``, as an additive float mask (eager attention adds the
+    mask to the scores, so a boolean one would mask nothing)."""
+    import torch
+
+    takes_types = "token_type_ids" in inspect.signature(hf_model.forward).parameters
+
+    class PackedModel(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = hf_model
+
+        def forward(self, input_ids: Any, position_ids: Any, segments: Any) -> Any:
+            same = segments[:, :, None] == segments[:, None, :]
+            mask = torch.where(same, 0.0, torch.finfo(torch.float32).min)[:, None]
+            extra = {"token_type_ids": torch.zeros_like(input_ids)} if takes_types else {}
+            out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, **extra)
+            return out.last_hidden_state
+
+    return PackedModel()
+
+
+def _probes(tokenizer: Any) -> Packed:
+    """The probe texts packed (several to a row)."""
+    ids = [list(x) for x in tokenizer(list(_PACK_PROBES), truncation=True, max_length=64)["input_ids"]]
+    return pack(ids, capacity=max(len(x) for x in ids) * 2)
+
+
+def _packing_error(torch: Any, module: Any, hf_model: Any, tokenizer: Any, packed: Packed) -> float:
+    """The largest difference, over the probe texts' real tokens (``packed``), between the
+    model's packed and padded outputs in torch (``inf`` if the packed call fails)."""
+    batch = tokenizer(list(_PACK_PROBES), padding=True, truncation=True, max_length=64, return_tensors="pt")
+    try:
+        with torch.no_grad():
+            rows = module(*(torch.from_numpy(packed.feeds[n]) for n in _PACKED_INPUTS)).numpy()
+            padded = hf_model(**batch).last_hidden_state.numpy()
+    except Exception as exc:  # a model that does not take position ids or a 4D mask
+        _LOG.info("packed encoding is not possible for this model: %s", exc)
+        return float("inf")
+    flat = rows.reshape(-1, rows.shape[-1])[packed.tokens]
+    mask = batch["attention_mask"].numpy().astype(bool)
+    return float(np.abs(flat - padded[mask]).max())
+
+
+_PACKED_INPUTS = ("input_ids", "position_ids", "segments")
+
+#: The largest packed-vs-padded difference in torch's fp32 for the packed export to be used.
+_PACKING_TOLERANCE = 1e-4
+
+
+def export_packed(transformer: Any, model_dir: Path, fingerprint: str) -> Path | None:
+    """Export (once) the packed graph of the Hugging Face model inside a sentence-transformers
+    ``Transformer`` module and convert it to OpenVINO IR; returns the ``.xml`` path, or
+    ``None`` when packed and padded outputs disagree for this model in torch (e.g. position ids
+    that do not start at 0, as RoBERTa's); the check is recorded in ``*-packed.json``."""
+    import torch
+
+    folder = _cache_dir(model_dir, fingerprint)
+    stem = f"densa-{fingerprint}-v{_EXPORT_VERSION}-packed"
+    record, xml = folder / f"{stem}.json", folder / f"{stem}.xml"
+    if record.is_file():
+        agrees = bool(json.loads(record.read_text(encoding="utf-8")).get("agrees"))
+        if not agrees:
+            return None
+        if xml.is_file() and xml.with_suffix(".bin").is_file():
+            return xml
+    hf_model = transformer.auto_model.eval()
+    attention = hf_model.config._attn_implementation
+    hf_model.set_attn_implementation("eager")
+    try:
+        module = _packed_module(hf_model)
+        probes = _probes(transformer.tokenizer)
+        error = _packing_error(torch, module, hf_model, transformer.tokenizer, probes)
+        if error <= _PACKING_TOLERANCE:  # traced on the probes: several texts to a row
+            onnx_path = folder / f"{stem}.onnx"
+            tmp = onnx_path.with_suffix(".tmp.onnx")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # as in export_onnx
+                torch.onnx.export(
+                    module,
+                    tuple(torch.from_numpy(probes.feeds[n]) for n in _PACKED_INPUTS),
+                    str(tmp),
+                    input_names=list(_PACKED_INPUTS),
+                    output_names=["last_hidden_state"],
+                    dynamic_axes={n: {0: "rows", 1: "width"} for n in [*_PACKED_INPUTS, "last_hidden_state"]},
+                    opset_version=17,
+                    dynamo=False,
+                )
+            tmp.replace(onnx_path)
+            export_openvino(onnx_path)
+            onnx_path.unlink()  # only OpenVINO runs the packed graph
+    finally:
+        hf_model.set_attn_implementation(attention)
+    record.write_text(
+        json.dumps({"agrees": error <= _PACKING_TOLERANCE, "max_abs_diff": error}, indent=2) + "\n",
+        encoding="utf-8",
+    )
+    return xml if error <= _PACKING_TOLERANCE else None
+
+
+def cached_packed_graph(graph: Path) -> Path | None:
+    """The packed OpenVINO graph exported beside the plain ``openvino`` graph ``graph``, if any."""
+    packed = graph.with_name(f"{graph.stem}-packed.xml")
+    return packed if packed.is_file() and packed.with_suffix(".bin").is_file() else None
 
 
 def quantize_openvino(
@@ -388,7 +615,8 @@ class OnnxEncoder:
     :meth:`from_torch` exports the graph from a loaded torch encoder (only single-tower
     transformer + pooling models); :meth:`from_cache` opens an exported one with nothing but
     the tokenizer, without importing torch. ``calibration`` (passages, or a function returning
-    them) is used by ``openvino-int8`` the first time a model is quantised.
+    them) is used by ``openvino-int8`` the first time a model is quantised. ``packed``: the
+    model's packed graph (:func:`export_packed`), which then encodes the queries.
     """
 
     def __init__(
@@ -401,6 +629,7 @@ class OnnxEncoder:
         normalize: bool,
         batch_size: int,
         callers: int = 1,
+        packed: Path | None = None,
     ) -> None:
         if runtime not in get_args(Runtime):
             raise DensaError(f"unknown runtime {runtime!r}")
@@ -417,12 +646,22 @@ class OnnxEncoder:
         self._run: _OnnxRuntime | _OpenVino = (
             _OnnxRuntime(path, callers) if runtime.startswith("onnx") else _OpenVino(path, callers)
         )
+        self.packed = packed
+        self._run_packed = _OpenVino(packed, callers) if packed is not None else None
 
     def parallel(self, callers: int) -> OnnxEncoder:
         """The same graph for ``callers`` threads calling at once (a server's workers): every
         method may then be called from several threads; each thread tokenizes with its own
         copy of the tokenizer (Hugging Face tokenizers refuse concurrent use) and runs on
         its own OpenVINO stream or ONNX Runtime share of the cores."""
+        return self._copy(callers, self.packed)
+
+    def padded(self) -> OnnxEncoder:
+        """The same graph with queries padded, as documents are (what runs for a model whose
+        packed graph is not exported): to compare the two."""
+        return self._copy(self.callers, None)
+
+    def _copy(self, callers: int, packed: Path | None) -> OnnxEncoder:
         return OnnxEncoder(
             self._spec,
             copy.deepcopy(self._tokenizer),  # not shared with this encoder's callers
@@ -431,6 +670,7 @@ class OnnxEncoder:
             normalize=self._normalize,
             batch_size=self._batch_size,
             callers=callers,
+            packed=packed,
         )
 
     @property
@@ -472,6 +712,7 @@ class OnnxEncoder:
         spec: EncoderSpec = torch_encoder.spec
         tokenizer = torch_encoder.tokenizer
         path = export_onnx(modules[0], model_dir, spec.fingerprint)
+        packed = export_packed(modules[0], model_dir, spec.fingerprint) if runtime == "openvino" else None
         if runtime.startswith("onnx"):
             path = optimize_for_onnxruntime(path, modules[0].auto_model.config, runtime == "onnx-int8")
         else:
@@ -482,7 +723,13 @@ class OnnxEncoder:
                 )
         normalize = spec.normalize or "Normalize" in kinds
         return cls(
-            spec, tokenizer, path, runtime, normalize=normalize, batch_size=torch_encoder.config.batch_size
+            spec,
+            tokenizer,
+            path,
+            runtime,
+            normalize=normalize,
+            batch_size=torch_encoder.config.batch_size,
+            packed=packed,
         )
 
     @classmethod
@@ -517,7 +764,8 @@ class OnnxEncoder:
 
             tokenizer = AutoTokenizer.from_pretrained(str(folder))
         normalize = spec.normalize or "Normalize" in kinds
-        return cls(spec, tokenizer, graph, runtime, normalize=normalize, batch_size=batch_size)
+        packed = cached_packed_graph(graph) if runtime == "openvino" else None
+        return cls(spec, tokenizer, graph, runtime, normalize=normalize, batch_size=batch_size, packed=packed)
 
     @property
     def spec(self) -> EncoderSpec:
@@ -532,7 +780,8 @@ class OnnxEncoder:
         return count_over_limit(self._thread_tokenizer(), self._spec, texts)
 
     def encode_queries(self, texts: Sequence[str]) -> Vectors:
-        return self._encode([self._spec.query_prefix + t for t in texts])
+        texts = [self._spec.query_prefix + t for t in texts]
+        return self._encode(texts) if self._run_packed is None else self._encode_packed(texts)
 
     def encode_documents(self, texts: Sequence[str]) -> Vectors:
         return self._encode([self._spec.passage_prefix + t for t in texts])
@@ -554,5 +803,24 @@ class OnnxEncoder:
             feeds = _feeds(batch)
             tokens = self._run(feeds)
             pooled = pool(tokens, feeds["attention_mask"], self._spec.pooling)[:, : self._spec.dim]
+            out[rows] = l2_normalize(pooled) if self._normalize else pooled
+        return out
+
+    def _encode_packed(self, texts: list[str]) -> Vectors:
+        """:meth:`_encode` on the packed graph: each batch's texts packed into rows (longest
+        first, so that first fit fills rows well), pooled per text."""
+        assert self._run_packed is not None
+        out = np.zeros((len(texts), self._spec.dim), dtype=np.float32)
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        tokenizer = self._thread_tokenizer()
+        for start in range(0, len(texts), self._batch_size):
+            rows = order[start : start + self._batch_size]
+            ids = tokenizer([texts[i] for i in rows], truncation=True, max_length=self._spec.max_length)
+            if not all(ids["input_ids"]):  # an empty sequence has no segment to pool
+                out[rows] = self._encode([texts[i] for i in rows])
+                continue
+            packed = pack(ids["input_ids"], max(PACK_TOKENS, self._spec.max_length))
+            hidden = self._run_packed(packed.feeds)
+            pooled = pool_packed(hidden, packed, self._spec.pooling)[:, : self._spec.dim]
             out[rows] = l2_normalize(pooled) if self._normalize else pooled
         return out
