@@ -95,6 +95,12 @@ def wait_until_ready(url: str, timeout: float = 300) -> None:
         time.sleep(0.5)
 
 
+def model_lane(url: str) -> tuple[int, int]:
+    """The server's model lane so far: batches run, queries in them."""
+    lane = httpx.get(f"{url}/stats", timeout=10).json()["batches"]["model"]
+    return int(lane["batches"]), int(lane["queries"])
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of process ``pid`` so far (Linux ``/proc``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -216,6 +222,7 @@ def phase(
     threads = [threading.Thread(target=client, args=(seed,)) for seed in range(clients)]
     if writes:
         threads += [threading.Thread(target=api_writer), threading.Thread(target=cli_writer)]
+    lane = model_lane(url)
     began, server_cpu, own_cpu = time.perf_counter(), cpu_seconds(server_pid), time.process_time()
     for t in threads:
         t.start()
@@ -223,6 +230,7 @@ def phase(
         t.join()
     wall = time.perf_counter() - began
     server_cpu, own_cpu = cpu_seconds(server_pid) - server_cpu, time.process_time() - own_cpu
+    batches, batched = (after - before for after, before in zip(model_lane(url), lane, strict=True))
     arr = np.asarray(latencies)
     out: dict[str, Any] = {
         "mode": mode,
@@ -238,6 +246,7 @@ def phase(
         # (with writes, the server's write work is in it too)
         "server_cpu_ms_per_search": server_cpu / max(len(latencies), 1) * 1000,
         "client_cpu_ms_per_search": own_cpu / max(len(latencies), 1) * 1000,
+        "mean_batch": batched / max(batches, 1),  # queries per encoder batch
     }
     if writes:
         out["writes"] = len(write_latencies)
@@ -288,6 +297,7 @@ def main() -> None:
             "p99 ms",
             "errors",
             "server CPU ms / search",
+            "mean batch",
             "API writes",
             "CLI writes",
             "write visible after, max ms",
@@ -303,6 +313,7 @@ def main() -> None:
                 round(r["p99_ms"], 1),
                 r["errors"],
                 round(r["server_cpu_ms_per_search"], 2),
+                round(r["mean_batch"], 1),
                 r.get("writes", 0),
                 r.get("cli_writes", 0),
                 r.get("visible_max_ms") or "",
