@@ -1,7 +1,8 @@
 """What each training lever gives the cross-encoder reranker (issue 14), on SciFact.
 
 Every lever is one ``densa train-reranker`` run from the bundled MiniLM, with the same budget
-(``--epochs``, default 1, batch 16, lr 5e-5) on SciFact *train* minus the 81 dev questions
+(``--epochs``, default 1, batch 16, lr 5e-5; another number of epochs is reported as its own
+row, e.g. "listwise-bm25, 4 epochs") on SciFact *train* minus the 81 dev questions
 that ``split_dev`` carves the same way in every run. Each model then reranks the same
 candidates: the default hybrid's (zero-shot MiniLM + BM25, label-free ``auto`` fusion) top-100
 of the dev questions and of SciFact test. The mixing weight (``--rerank-weight``, 0.1 … 1.0)
@@ -105,12 +106,13 @@ def main() -> None:
     dev_queries, dev_qrels = splits[0]
     test, test_qrels = scifact.queries("test"), scifact.qrels("test")
 
-    for name in args.levers.split(","):
+    for lever in args.levers.split(","):
+        name = lever if args.epochs == BASE.epochs else f"{lever}, {args.epochs:g} epochs"
         if name in results:
             continue
-        miner, config = LEVERS[name]
+        miner, config = LEVERS[lever]
         config = replace(config, epochs=args.epochs)
-        folder = WORK / f"reranker-lever-{name}-{args.epochs:g}ep"
+        folder = WORK / f"reranker-lever-{lever}-{args.epochs:g}ep"
         if not (folder / "config.json").exists():
             train_reranker(examples[miner], folder, config)
         record = json.loads((folder / "densa_training.json").read_text())

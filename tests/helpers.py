@@ -83,25 +83,36 @@ class HashingEncoder:
 
 
 def build_tiny_bert(
-    path: Path, minilm: Path, *, seed: int = 0, hidden: int = 32, classifier: bool = False
+    path: Path,
+    minilm: Path,
+    *,
+    seed: int = 0,
+    hidden: int = 32,
+    classifier: bool = False,
+    roberta: bool = False,
 ) -> Path:
     """A randomly initialised 2-layer BERT with MiniLM's vocabulary, saved as a plain folder;
-    with ``classifier``, a one-logit sequence classifier (a tiny cross-encoder)."""
+    with ``classifier``, a one-logit sequence classifier (a tiny cross-encoder); with
+    ``roberta``, a RoBERTa model instead (positions numbered from its padding id + 1)."""
     import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertModel
+    from transformers import BertConfig, BertForSequenceClassification, BertModel, RobertaConfig, RobertaModel
 
     vocab_size = len((minilm / "vocab.txt").read_text(encoding="utf-8").splitlines())
-    config = BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=hidden,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=2 * hidden,
-        max_position_embeddings=128,
-        num_labels=1,
-    )
+    shape = {
+        "vocab_size": vocab_size,
+        "hidden_size": hidden,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 2 * hidden,
+        "num_labels": 1,
+    }
     torch.manual_seed(seed)
-    (BertForSequenceClassification if classifier else BertModel)(config).save_pretrained(path)
+    if roberta:  # MiniLM's [PAD] is id 0; positions 1.. 129
+        roberta_config = RobertaConfig(**shape, max_position_embeddings=130, pad_token_id=0)
+        RobertaModel(roberta_config).save_pretrained(path)
+    else:
+        config = BertConfig(**shape, max_position_embeddings=128)
+        (BertForSequenceClassification if classifier else BertModel)(config).save_pretrained(path)
     for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         if (minilm / name).is_file():
             shutil.copy(minilm / name, path / name)

@@ -21,7 +21,7 @@ from densa.encode.onnx import PACK_TOKENS, OnnxEncoder, pack, pool
 from densa.errors import ConfigError, DensaError
 from densa.index import Index
 from densa.types import Document
-from tests.helpers import search
+from tests.helpers import build_tiny_bert, search
 
 TEXTS = ["Myocardial infarction damages the heart muscle.", "The stock market fell today.", "short"]
 
@@ -97,25 +97,7 @@ def test_pack_gives_a_longer_sequence_a_row_of_its_own_and_refuses_empty_ones() 
 def test_a_model_whose_packed_output_differs_is_encoded_padded(tmp_path: Path, minilm_path: Path) -> None:
     """RoBERTa numbers positions from its padding id + 1, so packing's positions from 0 change
     its output: the check refuses the packed export and queries run on the padded graph."""
-    import torch
-    from transformers import RobertaConfig, RobertaModel
-
-    model = tmp_path / "tiny-roberta"
-    vocab = len((minilm_path / "vocab.txt").read_text(encoding="utf-8").splitlines())
-    torch.manual_seed(0)
-    config = RobertaConfig(
-        vocab_size=vocab,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=130,
-        pad_token_id=0,
-    )
-    RobertaModel(config).save_pretrained(model)
-    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        if (minilm_path / name).is_file():
-            shutil.copy(minilm_path / name, model / name)
+    model = build_tiny_bert(tmp_path / "tiny-roberta", minilm_path, roberta=True)
     options = EncoderConfig(model=str(model), device="cpu", pooling="mean", max_length=64)
     openvino = make_encoder(replace(options, backend="openvino"))
     assert isinstance(openvino, OnnxEncoder) and openvino.packed is None
@@ -176,7 +158,7 @@ def test_auto_picks_openvino_for_queries_on_an_fp32_torch_index(minilm: Sentence
 _NO_TORCH = """
 import sys
 from densa.index import Index
-from tests.helpers import search
+from tests.helpers import build_tiny_bert, search
 
 index = Index.open(sys.argv[1], backend="openvino")
 hits = search(index, ["heart attack"], 1)

@@ -141,6 +141,7 @@ def test_flat_search_by_blas_products_finds_what_faiss_finds(
     reference.add(vectors)
     index = VectorIndex.build(vectors, VectorIndexConfig(kind="flat"))
     monkeypatch.setattr(vectors_module, "_SCORE_BLOCK", 3 * N)  # blocks of 3 queries
+    monkeypatch.setattr(vectors_module, "_BLAS_MIN_QUERIES", 1)  # the product for every batch
     for k in (1, 10, N, N + 5):
         want_scores, want_rows = reference.search(queries, min(k, N))
         scores, rows = index.search(queries, k)
@@ -159,6 +160,45 @@ def test_flat_search_by_blas_products_finds_what_faiss_finds(
         scores, rows = index.search(queries, 1000, allowed)  # fewer allowed rows than k
         assert rows.shape == (n_queries, allowed.sum()) and allowed[rows].all()
         assert (np.diff(scores, axis=1) <= 0).all()
+
+
+@pytest.mark.parametrize("kind", ["flat", "binary"])  # the BLAS path; the rescored candidates
+def test_a_vector_scores_the_same_wherever_it_sits_and_copies_tie_in_row_order(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BLAS rounds a row's product by where it sits in the matrix (the same pair differs by an
+    ulp between matrices of other sizes); a score must not, or an updated index (vectors in
+    several segments) and a fresh build of the same documents order tied documents apart."""
+    import densa.index.vectors as vectors_module
+
+    monkeypatch.setattr(vectors_module, "_BLAS_MIN_QUERIES", 1)  # flat: every batch a BLAS product
+    rng = np.random.default_rng(3)
+    vector = _unit(rng.normal(size=(1, DIM)))[0]
+    queries = _unit(rng.normal(size=(4, DIM)))
+    config = VectorIndexConfig(kind=kind)  # type: ignore[arg-type]
+    seen = set()
+    for n in (1, 2, 5, 13, 64, 100):
+        for at in {0, n - 1}:
+            vectors = _unit(rng.normal(size=(n, DIM)))
+            vectors[at] = vector
+            index = VectorIndex.build(vectors, config)
+            for allowed in (None, np.arange(n) != (at + 1) % n if n > 1 else None):
+                for batch in (queries, queries[:1]):
+                    scores, rows = index.search(batch, n, allowed)
+                    seen.add(scores[rows == at].tobytes())
+    assert len(seen) == 2  # the four queries' scores, and the first query's alone, everywhere
+    import faiss
+
+    reference = faiss.IndexFlatIP(DIM)
+    reference.add(vector[None, :])
+    assert seen == {reference.search(queries, 1)[0].tobytes(), reference.search(queries[:1], 1)[0].tobytes()}
+    copies = _unit(rng.normal(size=(40, DIM)))
+    copies[[31, 2, 17]] = vector
+    scores, rows = VectorIndex.build(copies, config).search(queries, 40)
+    for query_rows, query_scores in zip(rows, scores, strict=True):
+        at = np.flatnonzero(np.isin(query_rows, [2, 17, 31]))
+        assert query_rows[at].tolist() == [2, 17, 31] and np.ptp(query_scores[at]) == 0
+        assert at.tolist() == list(range(at[0], at[0] + 3))  # side by side
 
 
 def test_bad_configs() -> None:

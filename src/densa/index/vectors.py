@@ -42,6 +42,7 @@ _EXACT = ("flat", "hnsw")  # the FAISS index itself holds the exact float vector
 _RESCORED = ("binary", "ivf-pq")  # coarse candidates re-ranked with the exact float vectors
 _EXACT_MASK_LIMIT = 20_000  # masks allowing at most this many rows are scored exactly
 _SCORE_BLOCK = 1 << 24  # flat search: query-by-vector scores held at once (64 MiB of float32)
+_BLAS_MIN_QUERIES = 16  # flat search: batches from this size are scored by one BLAS product
 _FAISS, _RAW, _META = "vectors.faiss", "raw-vectors.npy", "vectors.json"
 
 Vectors = npt.NDArray[np.float32]
@@ -317,16 +318,18 @@ class VectorIndex:
         return scores, rows
 
     def _flat(self, queries: Vectors, k: int, allowed: Mask | None) -> tuple[Vectors, Rows]:
-        """Exact top-``k`` of ``flat`` by BLAS products over FAISS's own float store.
+        """Exact top-``k`` of ``flat``: FAISS's own search for fewer than
+        :data:`_BLAS_MIN_QUERIES` unmasked queries, else BLAS products over its float store.
 
         ``vectors @ queries.T`` reads the vectors once for a whole batch of queries. FAISS's
         flat search reads them once per query below ``distance_compute_blas_threshold``
-        queries (128,000 in faiss-cpu 1.15). ``bench/results/flat_search.md``, one thread:
-        5,183 vectors, 6 queries 2.3 ms against 1.5, 32 queries 10.9 against 2.9; 100,000
-        vectors and 32 queries 553 against 113. A single unmasked query stays with FAISS (one
-        matrix-vector product was no faster: 0.45 ms against 0.35 for 5,183 vectors).
+        queries (128,000 in faiss-cpu 1.15). ``bench/results/flat_search.md``, one thread, on
+        an AMD EPYC: 100,000 vectors, 16 queries 96 ms against 37, 32 queries 183 against 58;
+        but 6 queries 37 against 30 and 2 queries 12 against 23, and at 5,183 vectors FAISS
+        wins below 32 queries (its scans stay in the cache). On the Intel Xeon of an earlier
+        round the product won from 6 queries at both sizes.
         """
-        if allowed is None and len(queries) == 1:
+        if allowed is None and len(queries) < _BLAS_MIN_QUERIES:
             scores, rows = self._index.search(queries, k)
             return scores, rows
         store = self._flat_store()
@@ -336,10 +339,7 @@ class VectorIndex:
         step = max(1, _SCORE_BLOCK // len(store))
         for start in range(0, nq, step):
             block = slice(start, start + step)
-            scores = np.matmul(store, queries[block].T).T  # (queries, rows): the fast BLAS form
-            if allowed is not None:
-                scores[:, ~allowed] = -np.inf
-            scores_out[block], rows_out[block] = _partial_top_k(scores, k)
+            scores_out[block], rows_out[block] = _exact_top_k(store, queries[block], k, allowed, self._index)
         return scores_out, rows_out
 
     def _flat_store(self) -> Vectors:
@@ -363,7 +363,8 @@ class VectorIndex:
     def _exact_subset(self, queries: Vectors, k: int, rows: Rows) -> tuple[Vectors, Rows]:
         """Exact inner products against the float vectors of the allowed rows (a graph or an
         inverted-list probe under a selective mask can miss allowed rows)."""
-        return _top_k(queries @ self.reconstruct(rows).T, rows, k)
+        scores, found = _exact_top_k(self.reconstruct(rows), queries, k)
+        return scores, rows[found]
 
     def _rescored(self, queries: Vectors, k: int, allowed: Mask | None, count: int) -> tuple[Vectors, Rows]:
         """Coarse search (Hamming on sign bits, or PQ codes), then exact float scores of the
@@ -380,23 +381,53 @@ class VectorIndex:
             if allowed is not None:
                 found = found[allowed[found]]
             found = found[:depth]
-            s, r = _top_k(query[None, :] @ self.reconstruct(found).T, found, min(k, len(found)))
-            scores_out[i, : s.shape[1]], rows_out[i, : r.shape[1]] = s[0], r[0]
+            if not len(found):
+                continue
+            s, at = _exact_top_k(self.reconstruct(found), query[None, :], min(k, len(found)))
+            scores_out[i, : s.shape[1]], rows_out[i, : at.shape[1]] = s[0], found[at[0]]
         return scores_out, rows_out
 
 
-def _partial_top_k(scores: npt.NDArray[np.float32], k: int) -> tuple[Vectors, Rows]:
-    """The ``k`` best columns of each row of ``scores``, best first: a partition, then a sort
-    of those ``k`` only."""
-    if k < scores.shape[1]:
-        best = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        top = np.take_along_axis(scores, best, axis=1)
-    else:
-        best, top = np.broadcast_to(np.arange(scores.shape[1]), scores.shape), scores
-    order = np.argsort(-top, axis=1, kind="stable")
-    return np.take_along_axis(top, order, axis=1), np.take_along_axis(best, order, axis=1).astype(np.int64)
+#: How far below the k-th BLAS score a row is still a candidate for exact rescoring, relative
+#: to that score: a float32 product's rounding is far smaller (about 1e-7 for unit vectors).
+_TIE_SLACK = 1e-5
 
 
-def _top_k(scores: npt.NDArray[np.float32], rows: Rows, k: int) -> tuple[Vectors, Rows]:
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(scores, order, axis=1).astype(np.float32), rows[order]
+def _exact_top_k(
+    vectors: Vectors, queries: Vectors, k: int, allowed: Mask | None = None, flat: Any = None
+) -> tuple[Vectors, Rows]:
+    """The ``k`` best rows of ``vectors`` for each query, best first, ties in row order, with
+    the scores FAISS's flat search gives (``flat``: an ``IndexFlatIP`` holding ``vectors``,
+    else one is made).
+
+    ``vectors @ queries.T`` (one BLAS product: the vectors read once for all the queries)
+    finds the candidates: the rows within a small slack of each query's k-th score. Their
+    scores then come from FAISS's own inner-product kernel (``compute_distance_subset``,
+    equal to what its search returns): a BLAS kernel rounds a row by where it sits in the
+    matrix, so two copies of one vector in two segments scored an ulp apart, and an updated
+    index ordered tied documents otherwise than a fresh build, or than FAISS's search of
+    another segment. FAISS's scores do not depend on the position (checked in the tests).
+    """
+    faiss = _faiss()
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if flat is None:
+        flat = faiss.IndexFlatIP(vectors.shape[1])
+        flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    scores = np.matmul(vectors, queries.T).T  # (queries, rows): the fast BLAS form
+    if allowed is not None:
+        scores[:, ~allowed] = -np.inf
+    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1]  # k <= rows
+    floor = kth - _TIE_SLACK * (np.abs(kth) + 1e-3)
+    found = [np.flatnonzero(row >= at) for row, at in zip(scores, floor, strict=True)]
+    width = max(len(f) for f in found)  # each has at least k
+    labels = np.empty((len(queries), width), np.int64)
+    for i, rows in enumerate(found):
+        labels[i, : len(rows)], labels[i, len(rows) :] = rows, rows[0]  # padding, dropped below
+    exact = np.empty((len(queries), width), np.float32)
+    flat.compute_distance_subset(
+        len(queries), faiss.swig_ptr(queries), width, faiss.swig_ptr(exact), faiss.swig_ptr(labels)
+    )
+    for i, rows in enumerate(found):
+        exact[i, len(rows) :] = -np.inf
+    order = np.lexsort((labels, -exact))[:, :k]
+    return np.take_along_axis(exact, order, axis=1), np.take_along_axis(labels, order, axis=1)
