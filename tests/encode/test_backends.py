@@ -110,6 +110,30 @@ def test_a_model_whose_packed_output_differs_is_encoded_padded(tmp_path: Path, m
     assert isinstance(again, OnnxEncoder) and again.packed is None
 
 
+@pytest.mark.slow
+def test_a_failed_packed_export_leaves_queries_padded_and_is_tried_again(
+    tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import densa.encode.onnx as onnx_module
+
+    model = tmp_path / "tiny"
+    shutil.copytree(tiny_bert, model)
+
+    def fail(*args: object) -> None:
+        raise RuntimeError("no exporter here")
+
+    monkeypatch.setattr(onnx_module, "_export_packed", fail)
+    options = EncoderConfig(model=str(model), device="cpu", pooling="mean", backend="openvino")
+    padded = make_encoder(options)
+    assert isinstance(padded, OnnxEncoder) and padded.packed is None
+    assert not list((model / "onnx").glob("*-packed.*"))  # nothing recorded: the next export retries
+    monkeypatch.undo()
+    packed = make_encoder(options)
+    assert isinstance(packed, OnnxEncoder) and packed.packed is not None
+    cosines = (packed.encode_queries(TEXTS) * padded.encode_queries(TEXTS)).sum(axis=1)
+    assert cosines.min() > 0.999
+
+
 def test_bf16_autocast_stays_close_to_fp32(minilm: SentenceTransformerEncoder) -> None:
     bf16 = make_encoder(EncoderConfig(device="cpu", backend="torch-bf16"))
     cosines = (l2_normalize(bf16.encode_documents(TEXTS)) * minilm.encode_documents(TEXTS)).sum(axis=1)

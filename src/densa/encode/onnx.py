@@ -400,23 +400,11 @@ def export_packed(transformer: Any, model_dir: Path, fingerprint: str) -> Path |
         probes = _probes(transformer.tokenizer)
         error = _packing_error(torch, module, hf_model, transformer.tokenizer, probes)
         if error <= _PACKING_TOLERANCE:  # traced on the probes: several texts to a row
-            onnx_path = folder / f"{stem}.onnx"
-            tmp = onnx_path.with_suffix(".tmp.onnx")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # as in export_onnx
-                torch.onnx.export(
-                    module,
-                    tuple(torch.from_numpy(probes.feeds[n]) for n in _PACKED_INPUTS),
-                    str(tmp),
-                    input_names=list(_PACKED_INPUTS),
-                    output_names=["last_hidden_state"],
-                    dynamic_axes={n: {0: "rows", 1: "width"} for n in [*_PACKED_INPUTS, "last_hidden_state"]},
-                    opset_version=17,
-                    dynamo=False,
-                )
-            tmp.replace(onnx_path)
-            export_openvino(onnx_path)
-            onnx_path.unlink()  # only OpenVINO runs the packed graph
+            try:
+                _export_packed(torch, module, probes, folder / f"{stem}.onnx")
+            except Exception as exc:  # queries run padded; the next export tries again
+                _LOG.warning("exporting the packed query graph failed (%s); queries stay padded", exc)
+                return None
     finally:
         hf_model.set_attn_implementation(attention)
     record.write_text(
@@ -424,6 +412,27 @@ def export_packed(transformer: Any, model_dir: Path, fingerprint: str) -> Path |
         encoding="utf-8",
     )
     return xml if error <= _PACKING_TOLERANCE else None
+
+
+def _export_packed(torch: Any, module: Any, probes: Packed, onnx_path: Path) -> None:
+    """Trace ``module`` on the packed probes to ``onnx_path``, convert it to OpenVINO IR
+    beside it (``.xml``), and remove the ONNX file (only OpenVINO runs the packed graph)."""
+    tmp = onnx_path.with_suffix(".tmp.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # as in export_onnx
+        torch.onnx.export(
+            module,
+            tuple(torch.from_numpy(probes.feeds[n]) for n in _PACKED_INPUTS),
+            str(tmp),
+            input_names=list(_PACKED_INPUTS),
+            output_names=["last_hidden_state"],
+            dynamic_axes={n: {0: "rows", 1: "width"} for n in [*_PACKED_INPUTS, "last_hidden_state"]},
+            opset_version=17,
+            dynamo=False,
+        )
+    tmp.replace(onnx_path)
+    export_openvino(onnx_path)
+    onnx_path.unlink()
 
 
 def cached_packed_graph(graph: Path) -> Path | None:
