@@ -62,7 +62,7 @@ def main() -> None:
             same = float(np.mean(index.search(queries, K)[1] == reference.search(queries, K)[1]))
             faiss_ms = best_ms(lambda: reference.search(queries, K))  # noqa: B023
             densa_ms = best_ms(lambda: index.search(queries, K))  # noqa: B023
-            blas_ms = best_ms(lambda: _exact_top_k(vectors, queries, K, None, reference))  # noqa: B023
+            blas_ms = best_ms(lambda: _exact_top_k(vectors, queries, K))  # noqa: B023
             rows.append(
                 {
                     "vectors": n,

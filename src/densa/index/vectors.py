@@ -339,7 +339,7 @@ class VectorIndex:
         step = max(1, _SCORE_BLOCK // len(store))
         for start in range(0, nq, step):
             block = slice(start, start + step)
-            scores_out[block], rows_out[block] = _exact_top_k(store, queries[block], k, allowed, self._index)
+            scores_out[block], rows_out[block] = _exact_top_k(store, queries[block], k, allowed)
         return scores_out, rows_out
 
     def _flat_store(self) -> Vectors:
@@ -394,25 +394,22 @@ _TIE_SLACK = 1e-5
 
 
 def _exact_top_k(
-    vectors: Vectors, queries: Vectors, k: int, allowed: Mask | None = None, flat: Any = None
+    vectors: Vectors, queries: Vectors, k: int, allowed: Mask | None = None
 ) -> tuple[Vectors, Rows]:
     """The ``k`` best rows of ``vectors`` for each query, best first, ties in row order, with
-    the scores FAISS's flat search gives (``flat``: an ``IndexFlatIP`` holding ``vectors``,
-    else one is made).
+    the scores FAISS's flat search gives.
 
     ``vectors @ queries.T`` (one BLAS product: the vectors read once for all the queries)
     finds the candidates: the rows within a small slack of each query's k-th score. Their
-    scores then come from FAISS's own inner-product kernel (``compute_distance_subset``,
-    equal to what its search returns): a BLAS kernel rounds a row by where it sits in the
+    scores then come from FAISS's own inner-product kernel (``fvec_inner_products_by_idx``,
+    what ``IndexFlatIP`` scores with): a BLAS kernel rounds a row by where it sits in the
     matrix, so two copies of one vector in two segments scored an ulp apart, and an updated
     index ordered tied documents otherwise than a fresh build, or than FAISS's search of
     another segment. FAISS's scores do not depend on the position (checked in the tests).
     """
     faiss = _faiss()
     queries = np.ascontiguousarray(queries, dtype=np.float32)
-    if flat is None:
-        flat = faiss.IndexFlatIP(vectors.shape[1])
-        flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     scores = np.matmul(vectors, queries.T).T  # (queries, rows): the fast BLAS form
     if allowed is not None:
         scores[:, ~allowed] = -np.inf
@@ -424,8 +421,14 @@ def _exact_top_k(
     for i, rows in enumerate(found):
         labels[i, : len(rows)], labels[i, len(rows) :] = rows, rows[0]  # padding, dropped below
     exact = np.empty((len(queries), width), np.float32)
-    flat.compute_distance_subset(
-        len(queries), faiss.swig_ptr(queries), width, faiss.swig_ptr(exact), faiss.swig_ptr(labels)
+    faiss.fvec_inner_products_by_idx(
+        faiss.swig_ptr(exact),
+        faiss.swig_ptr(queries),
+        faiss.swig_ptr(vectors),
+        faiss.swig_ptr(labels),
+        vectors.shape[1],
+        len(queries),
+        width,
     )
     for i, rows in enumerate(found):
         exact[i, len(rows) :] = -np.inf
