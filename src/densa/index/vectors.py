@@ -324,9 +324,9 @@ class VectorIndex:
         ``vectors @ queries.T`` reads the vectors once for a whole batch of queries. FAISS's
         flat search reads them once per query below ``distance_compute_blas_threshold``
         queries (128,000 in faiss-cpu 1.15). ``bench/results/flat_search.md``, one thread, on
-        an AMD EPYC: 100,000 vectors, 16 queries 96 ms against 37, 32 queries 183 against 58;
-        but 6 queries 37 against 30 and 2 queries 12 against 23, and at 5,183 vectors FAISS
-        wins below 32 queries (its scans stay in the cache). On the Intel Xeon of an earlier
+        an AMD EPYC: 100,000 vectors, 16 queries 118 ms against 36 (the product alone), 32
+        queries 206 against 61; but 2 queries 14 against 29, and at 5,183 vectors FAISS wins
+        below 16 queries (its scans stay in the cache). On the Intel Xeon of an earlier
         round the product won from 6 queries at both sizes.
         """
         if allowed is None and len(queries) < _BLAS_MIN_QUERIES:
