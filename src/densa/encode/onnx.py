@@ -288,7 +288,7 @@ def pack(token_ids: Sequence[Sequence[int]], capacity: int = PACK_TOKENS, pad_id
     ids = np.full((len(rows), width), pad_id, dtype=np.int64)
     positions = np.zeros_like(ids)
     segments = np.full_like(ids, -1)
-    tokens = np.empty(int(lengths.sum()), dtype=np.int64)
+    tokens = np.empty(total, dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     for i, (sequence, (row, col)) in enumerate(zip(token_ids, place.tolist(), strict=True)):
         n = len(sequence)
@@ -322,7 +322,7 @@ def pool_packed(hidden: npt.NDArray[np.float32], packed: Packed, how: Pooling) -
         pooled = np.maximum.reduceat(flat, packed.starts, axis=0)
     else:
         pooled = flat[packed.starts + packed.lengths - 1]
-    return pooled.astype(np.float32)
+    return pooled
 
 
 def _packed_module(hf_model: Any) -> Any:
@@ -789,47 +789,38 @@ class OnnxEncoder:
         return count_over_limit(self._thread_tokenizer(), self._spec, texts)
 
     def encode_queries(self, texts: Sequence[str]) -> Vectors:
-        texts = [self._spec.query_prefix + t for t in texts]
-        return self._encode(texts) if self._run_packed is None else self._encode_packed(texts)
+        return self._encode([self._spec.query_prefix + t for t in texts], packed=self._run_packed is not None)
 
     def encode_documents(self, texts: Sequence[str]) -> Vectors:
         return self._encode([self._spec.passage_prefix + t for t in texts])
 
-    def _encode(self, texts: list[str]) -> Vectors:
+    def _encode(self, texts: list[str], packed: bool = False) -> Vectors:
+        """Encode in batches, longest first as sentence-transformers does (batches of similar
+        length pad less; packed, first fit fills rows better); ``packed``: on the packed graph."""
         out = np.zeros((len(texts), self._spec.dim), dtype=np.float32)
-        # longest first, as sentence-transformers does: batches of similar length pad less
         order = np.argsort([-len(t) for t in texts], kind="stable")
         tokenizer = self._thread_tokenizer()
         for start in range(0, len(texts), self._batch_size):
             rows = order[start : start + self._batch_size]
-            batch = tokenizer(
-                [texts[i] for i in rows],
-                padding=True,
-                truncation=True,
-                max_length=self._spec.max_length,
-                return_tensors="np",
-            )
-            feeds = _feeds(batch)
-            tokens = self._run(feeds)
-            pooled = pool(tokens, feeds["attention_mask"], self._spec.pooling)[:, : self._spec.dim]
+            batch = [texts[i] for i in rows]
+            pooled = self._pooled_packed(tokenizer, batch) if packed else self._pooled(tokenizer, batch)
+            pooled = pooled[:, : self._spec.dim]
             out[rows] = l2_normalize(pooled) if self._normalize else pooled
         return out
 
-    def _encode_packed(self, texts: list[str]) -> Vectors:
-        """:meth:`_encode` on the packed graph: each batch's texts packed into rows (longest
-        first, so that first fit fills rows well), pooled per text."""
+    def _pooled(self, tokenizer: Any, texts: list[str]) -> Vectors:
+        """One batch padded to its longest text, pooled."""
+        batch = tokenizer(
+            texts, padding=True, truncation=True, max_length=self._spec.max_length, return_tensors="np"
+        )
+        feeds = _feeds(batch)
+        return pool(self._run(feeds), feeds["attention_mask"], self._spec.pooling)
+
+    def _pooled_packed(self, tokenizer: Any, texts: list[str]) -> Vectors:
+        """One batch packed into rows on the packed graph, pooled per text."""
         assert self._run_packed is not None
-        out = np.zeros((len(texts), self._spec.dim), dtype=np.float32)
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        tokenizer = self._thread_tokenizer()
-        for start in range(0, len(texts), self._batch_size):
-            rows = order[start : start + self._batch_size]
-            ids = tokenizer([texts[i] for i in rows], truncation=True, max_length=self._spec.max_length)
-            if not all(ids["input_ids"]):  # an empty sequence has no segment to pool
-                out[rows] = self._encode([texts[i] for i in rows])
-                continue
-            packed = pack(ids["input_ids"], max(PACK_TOKENS, self._spec.max_length))
-            hidden = self._run_packed(packed.feeds)
-            pooled = pool_packed(hidden, packed, self._spec.pooling)[:, : self._spec.dim]
-            out[rows] = l2_normalize(pooled) if self._normalize else pooled
-        return out
+        ids = tokenizer(texts, truncation=True, max_length=self._spec.max_length)["input_ids"]
+        if not all(ids):  # an empty sequence has no segment to pool
+            return self._pooled(tokenizer, texts)
+        packed = pack(ids, max(PACK_TOKENS, self._spec.max_length))
+        return pool_packed(self._run_packed(packed.feeds), packed, self._spec.pooling)
