@@ -8,9 +8,9 @@ qrels. Issue 14's targets: adapted dense >= zero-shot dense + 0.02 nDCG@10 and a
 
 Run::
 
-    .venv/bin/python bench/adapt.py --data ../shared/data [--queries 2000]
+    .venv/bin/python bench/adapt.py --data ../shared/data [--queries 2000] [--pseudo title]
 
-Writes ``bench/results/adapt.json`` and ``.md``.
+Writes ``bench/results/adapt.json`` and ``.md`` (``adapt-title.*`` for ``--pseudo title``).
 """
 
 from __future__ import annotations
@@ -36,9 +36,12 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--queries", type=int, default=AdaptConfig().queries)
     parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--pseudo", choices=("cloze", "title"), default=AdaptConfig().pseudo)
     args = parser.parse_args()
     base = AdaptConfig()
-    config = replace(base, queries=args.queries, train=replace(base.train, epochs=args.epochs))
+    config = replace(
+        base, queries=args.queries, pseudo=args.pseudo, train=replace(base.train, epochs=args.epochs)
+    )
     rows, checks = [], []
     for name in args.datasets:
         dataset = BeirDataset(args.data / name)
@@ -89,7 +92,8 @@ def main() -> None:
         ],
     )
     command = "python bench/adapt.py " + " ".join(sys.argv[1:])
-    write_results("adapt", {"results": rows, "checks": checks}, table, command)
+    results_name = "adapt" if args.pseudo == "cloze" else f"adapt-{args.pseudo}"
+    write_results(results_name, {"pseudo": args.pseudo, "results": rows, "checks": checks}, table, command)
     print(table)
 
 

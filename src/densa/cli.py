@@ -520,6 +520,9 @@ def adapt(
         Path, typer.Option("-o", "--output", help="Folder for the adapted model (resumes there).")
     ],
     queries: Annotated[int, typer.Option(help="Pseudo-queries to cut from the corpus.")] = 2000,
+    pseudo: Annotated[
+        str, typer.Option(help="Pseudo-queries: 'cloze' (a cut sentence) or 'title' (a title, of its text).")
+    ] = "cloze",
     channel: Annotated[str, typer.Option(help="Name of the adapted channel to add.")] = "adapted",
     source: Annotated[
         str | None, typer.Option(help="Dense channel to adapt (default: the default one).")
@@ -541,7 +544,12 @@ def adapt(
 
     base = AdaptConfig()
     config = replace(
-        base, queries=queries, channel=channel, source=source, train=replace(base.train, epochs=epochs)
+        base,
+        queries=queries,
+        pseudo=pseudo,  # type: ignore[arg-type]  # AdaptConfig checks it
+        channel=channel,
+        source=source,
+        train=replace(base.train, epochs=epochs),
     )
     result = adapt_index(Index.open(index_path), output, config)
     typer.echo(

@@ -9,7 +9,8 @@ from densa.errors import ConfigError
 from densa.index import BM25Config, DenseChannel, Index, VectorIndexConfig
 from densa.search import SearchConfig, Searcher
 from densa.train import TrainConfig
-from densa.train.adapt import AdaptConfig, adapt, pseudo_examples
+from densa.train.adapt import AdaptConfig, adapt, pseudo_examples, title_pairs
+from densa.types import Document
 from tests.search.test_calibrate import _corpus
 
 
@@ -50,3 +51,27 @@ def test_adapt_trains_and_adds_a_channel_beside_the_source(index: Index, tmp_pat
     assert reopened.channels["adapted"].settings["encoder"]["model"] == str((tmp_path / "model").resolve())
     with pytest.raises(ConfigError, match="already has a channel named 'adapted'"):
         adapt(reopened, tmp_path / "again", AdaptConfig(queries=40, train=train), progress=False)
+
+
+def test_title_pseudo_queries_are_titles_cut_from_their_passages(tmp_path: Path, tiny_bert: Path) -> None:
+    sharks = "The reef sharks number {} hunt at night in warm water and rest in caves by day near the reef."
+    kelp = "Kelp forest {} grows fast. Otters eat the urchins that graze kelp {} so the forest stays tall."
+    docs = [
+        Document(f"t{i}", f"Sharks of reef {i}. " + sharks.format(i), f"Sharks of reef {i}.")
+        if i % 2
+        else Document(f"t{i}", kelp.format(i, i), f"Kelp {i}")
+        for i in range(60)
+    ]
+    pairs = title_pairs(docs)
+    assert pairs[1] == ("Sharks of reef 1.", sharks.format(1))
+    assert pairs[0][0] in docs[0].text and pairs[0][0] != "Kelp 0"  # a 2-word title: a cut sentence
+    channels = {
+        "dense": DenseChannel(EncoderConfig(model=str(tiny_bert), pooling="mean"), VectorIndexConfig()),
+        "bm25": BM25Config(),
+    }
+    index = Index.build(docs, tmp_path / "idx", channels=channels)
+    _, examples = pseudo_examples(index, AdaptConfig(queries=40, pseudo="title"))
+    titled = [e for e in examples if index.get(e.positives[0].id).title == e.question]  # type: ignore[union-attr]
+    assert titled and all(e.question not in e.positives[0].full_text for e in titled)
+    with pytest.raises(ConfigError, match="'cloze' or 'title'"):
+        AdaptConfig(pseudo="keywords")  # type: ignore[arg-type]

@@ -10,6 +10,11 @@ are the likeliest to be relevant too). The model is then fine-tuned with the sam
 contrastive trainer as ``densa train`` (in-batch and hard negatives, InfoNCE) and added to
 the index as a new dense channel, beside the one it started from, without touching it.
 
+With ``pseudo="title"``, a document's title is the pseudo-query of its text instead (the
+title-abstract pairs SPECTER (Cohan et al. 2020) trains on; the title is cut from the
+passage, also where the text repeats it first); a document without a title of three or more
+words falls back to the cut sentence.
+
 The pseudo-queries are drawn from the documents whose ids hash lowest after the 400 that
 :mod:`densa.search.calibrate` measures the fusion on (after half the sample in a corpus of
 fewer than 800 such documents), so the fusion is not measured on the documents the model
@@ -21,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from densa.encode.config import EncoderConfig
 from densa.encode.model_files import is_sentence_transformers_folder, resolve_model_path
@@ -34,9 +39,10 @@ from densa.train.bi_encoder import TrainConfig, TrainResult, train_bi_encoder
 from densa.train.data import Passage, TrainingExample
 from densa.types import Document, Query
 
-__all__ = ["AdaptConfig", "AdaptResult", "adapt", "before_after", "pseudo_examples"]
+__all__ = ["AdaptConfig", "AdaptResult", "adapt", "before_after", "pseudo_examples", "title_pairs"]
 
 _CALIBRATION_QUERIES = PSEUDO_QUERIES  # the documents the fusion is measured on come first
+_TITLE_WORDS = 3  # a shorter title ("Introduction", an id) is no query
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,10 @@ class AdaptConfig:
     ----------
     queries
         Pseudo-queries to cut from the corpus (documents of 20+ words, one sentence each).
+    pseudo
+        Where pseudo-queries come from: ``"cloze"``, a sentence cut out of the document;
+        ``"title"``, the document's title as the query of its text (cloze where a document
+        has no title of 3+ words).
     source
         The dense channel whose model is adapted (default: the index's default dense one).
     channel
@@ -63,6 +73,7 @@ class AdaptConfig:
     """
 
     queries: int = 2000
+    pseudo: Literal["cloze", "title"] = "cloze"
     source: str | None = None
     channel: str = "adapted"
     keep_within: int = 10
@@ -74,6 +85,8 @@ class AdaptConfig:
     def __post_init__(self) -> None:
         if self.queries < 10:
             raise ConfigError("adapt needs at least 10 pseudo-queries")
+        if self.pseudo not in ("cloze", "title"):
+            raise ConfigError(f"pseudo-queries must be 'cloze' or 'title', got {self.pseudo!r}")
         if self.keep_within < 1 or self.skip < 0 or self.hard_negatives < 0:
             raise ConfigError("keep_within must be positive; skip and hard_negatives non-negative")
 
@@ -96,7 +109,7 @@ def pseudo_examples(index: Index, config: AdaptConfig) -> tuple[int, list[Traini
     docs = sample[min(_CALIBRATION_QUERIES, len(sample) // 2) :][: config.queries]
     if len(docs) < 10:
         raise DensaError(f"{index.path}: only {len(sample)} documents of 20+ words; too few to adapt a model")
-    pairs = inverse_cloze(docs, config.seed)
+    pairs = inverse_cloze(docs, config.seed) if config.pseudo == "cloze" else title_pairs(docs, config.seed)
     depth = config.keep_within + config.skip + config.hard_negatives + 1
     queries = [Query(f"p{i}", query) for i, (query, _) in enumerate(pairs)]
     run = Searcher(index, SearchConfig(mode="hybrid")).search(queries, depth)
@@ -110,10 +123,34 @@ def pseudo_examples(index: Index, config: AdaptConfig) -> tuple[int, list[Traini
             continue
         after = ids[ids.index(doc.id) + 1 :][config.skip :]
         negatives = tuple(Passage.of(by_id[d]) for d in after[: config.hard_negatives] if d in by_id)
-        examples.append(
-            TrainingExample(text, (Passage(rest, doc.title, doc.id),), negatives, id=f"{doc.id}:{query.id}")
+        examples.append(  # ``rest`` is the whole positive: the cloze keeps the title in it
+            TrainingExample(text, (Passage(rest, id=doc.id),), negatives, id=f"{doc.id}:{query.id}")
         )
     return len(pairs), examples
+
+
+def title_pairs(documents: Sequence[Document], seed: int = 0) -> list[tuple[str, str]]:
+    """``(title, text)`` per document, the title cut from the text's start where the text
+    repeats it; a document whose title has fewer than 3 words gives its cloze pair instead.
+
+    Examples
+    --------
+    >>> docs = [Document("d1", "Aspirin and fever. Aspirin lowers fever in adults.", "Aspirin and fever.")]
+    >>> title_pairs(docs)
+    [('Aspirin and fever.', 'Aspirin lowers fever in adults.')]
+    """
+    cloze = iter(inverse_cloze([d for d in documents if len(d.title.split()) < _TITLE_WORDS], seed))
+    pairs = []
+    for doc in documents:
+        title = " ".join(doc.title.split())
+        if len(title.split()) < _TITLE_WORDS:
+            pairs.append(next(cloze))
+            continue
+        text = " ".join(doc.text.split())
+        if text.lower().startswith(title.lower()):
+            text = text[len(title) :].strip()
+        pairs.append((title, text or title))
+    return pairs
 
 
 def adapt(
