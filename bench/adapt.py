@@ -8,9 +8,9 @@ qrels. Issue 14's targets: adapted dense >= zero-shot dense + 0.02 nDCG@10 and a
 
 Run::
 
-    .venv/bin/python bench/adapt.py --data ../shared/data [--queries 2000] [--pseudo title]
+    .venv/bin/python bench/adapt.py --data ../shared/data [--queries 2000] [--pseudo title|keywords]
 
-Writes ``bench/results/adapt.json`` and ``.md`` (``adapt-title.*`` for ``--pseudo title``).
+Writes ``bench/results/adapt.json`` and ``.md`` (``adapt-title.*`` for ``--pseudo title``, and so on).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 from common import DEFAULT_DATA, WORK, cached_index, markdown_table, write_results
 from densa.corpus import BeirDataset
 from densa.index import Index
-from densa.train.adapt import AdaptConfig, adapt, before_after
+from densa.train.adapt import PSEUDO_KINDS, AdaptConfig, adapt, before_after
 
 DATASETS = ("scifact", "cranfield", "msmarco-dl19-subset")
 
@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--queries", type=int, default=AdaptConfig().queries)
     parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--pseudo", choices=("cloze", "title"), default=AdaptConfig().pseudo)
+    parser.add_argument("--pseudo", choices=PSEUDO_KINDS, default=AdaptConfig().pseudo)
     args = parser.parse_args()
     base = AdaptConfig()
     config = replace(

@@ -336,8 +336,8 @@ def test_adapt_adds_an_adapted_channel_and_prints_before_and_after(tmp_path: Pat
     lines = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
     assert {"dense", "adapted", "dense+bm25", "adapted+bm25"} <= set(lines)
     assert json.loads(_ok(["info", str(path)]))["channels"]["adapted"]["kind"] == "dense"
-    refused = runner.invoke(app, ["adapt", str(path), "-o", str(tmp_path / "m2"), "--pseudo", "keywords"])
-    assert refused.exit_code != 0 and "must be 'cloze' or 'title'" in str(refused.exception)
+    refused = runner.invoke(app, ["adapt", str(path), "-o", str(tmp_path / "m2"), "--pseudo", "summary"])
+    assert refused.exit_code != 0 and "must be one of cloze, title, keywords" in str(refused.exception)
     assert not (tmp_path / "m2").exists()
 
 

@@ -521,7 +521,10 @@ def adapt(
     ],
     queries: Annotated[int, typer.Option(help="Pseudo-queries to cut from the corpus.")] = 2000,
     pseudo: Annotated[
-        str, typer.Option(help="Pseudo-queries: 'cloze' (a cut sentence) or 'title' (a title, of its text).")
+        str,
+        typer.Option(
+            help="Pseudo-queries: cloze (a cut sentence), title (of its text), keywords (3-5 words)."
+        ),
     ] = "cloze",
     channel: Annotated[str, typer.Option(help="Name of the adapted channel to add.")] = "adapted",
     source: Annotated[

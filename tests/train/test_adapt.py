@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from densa.errors import ConfigError
 from densa.index import BM25Config, DenseChannel, Index, VectorIndexConfig
 from densa.search import SearchConfig, Searcher
 from densa.train import TrainConfig
-from densa.train.adapt import AdaptConfig, adapt, pseudo_examples, title_pairs
+from densa.train.adapt import AdaptConfig, adapt, keyword_pairs, pseudo_examples, title_pairs
 from densa.types import Document
 from tests.search.test_calibrate import _corpus
 
@@ -73,5 +74,22 @@ def test_title_pseudo_queries_are_titles_cut_from_their_passages(tmp_path: Path,
     _, examples = pseudo_examples(index, AdaptConfig(queries=40, pseudo="title"))
     titled = [e for e in examples if index.get(e.positives[0].id).title == e.question]  # type: ignore[union-attr]
     assert titled and all(e.question not in e.positives[0].full_text for e in titled)
-    with pytest.raises(ConfigError, match="'cloze' or 'title'"):
-        AdaptConfig(pseudo="keywords")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="must be one of cloze, title, keywords"):
+        AdaptConfig(pseudo="summary")  # type: ignore[arg-type]
+
+
+def test_keyword_pseudo_queries_are_a_documents_distinctive_words_in_its_order() -> None:
+    docs = [
+        Document("a", "The otters of the kelp forest eat urchins; urchins graze the kelp.", "Otters"),
+        Document("b", "The reef sharks of the forest hunt at night; the sharks rest by day."),
+        Document("c", "The forest of the north is cold at night and the forest is dark."),
+    ]
+    pairs = keyword_pairs(docs)
+    assert [p[1] for p in pairs] == [d.full_text for d in docs]  # the whole document is the positive
+    for (query, _), doc in zip(pairs, docs, strict=True):
+        words = query.split()
+        assert 3 <= len(words) <= 5 and "the" not in words
+        text = re.findall(r"\w+", doc.full_text.lower())
+        assert [text.index(w) for w in words] == sorted(text.index(w) for w in words)
+    assert pairs[0][0].split()[:2] == ["otters", "kelp"]  # frequent here, rare elsewhere ...
+    assert "forest" not in pairs[0][0].split()[:3]  # ... unlike "forest", in every document

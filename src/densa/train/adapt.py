@@ -13,7 +13,10 @@ the index as a new dense channel, beside the one it started from, without touchi
 With ``pseudo="title"``, a document's title is the pseudo-query of its text instead (the
 title-abstract pairs SPECTER (Cohan et al. 2020) trains on; the title is cut from the
 passage, also where the text repeats it first); a document without a title of three or more
-words falls back to the cut sentence.
+words falls back to the cut sentence. With ``pseudo="keywords"``, the query is three to five
+of the document's most distinctive words (tf x idf, the idf taken over the sampled documents,
+English stopwords left out), in the order the document first uses them: short keyword
+queries, as web search users type them.
 
 The pseudo-queries are drawn from the documents whose ids hash lowest after the 400 that
 :mod:`densa.search.calibrate` measures the fusion on (after half the sample in a corpus of
@@ -23,6 +26,9 @@ was trained on.
 
 from __future__ import annotations
 
+import math
+import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,7 +45,19 @@ from densa.train.bi_encoder import TrainConfig, TrainResult, train_bi_encoder
 from densa.train.data import Passage, TrainingExample
 from densa.types import Document, Query
 
-__all__ = ["AdaptConfig", "AdaptResult", "adapt", "before_after", "pseudo_examples", "title_pairs"]
+__all__ = [
+    "PSEUDO_KINDS",
+    "AdaptConfig",
+    "AdaptResult",
+    "adapt",
+    "before_after",
+    "keyword_pairs",
+    "pseudo_examples",
+    "title_pairs",
+]
+
+#: Where ``densa adapt``'s pseudo-queries come from (see the module).
+PSEUDO_KINDS = ("cloze", "title", "keywords")
 
 _CALIBRATION_QUERIES = PSEUDO_QUERIES  # the documents the fusion is measured on come first
 _TITLE_WORDS = 3  # a shorter title ("Introduction", an id) is no query
@@ -56,7 +74,7 @@ class AdaptConfig:
     pseudo
         Where pseudo-queries come from: ``"cloze"``, a sentence cut out of the document;
         ``"title"``, the document's title as the query of its text (cloze where a document
-        has no title of 3+ words).
+        has no title of 3+ words); ``"keywords"``, 3-5 of its most distinctive words.
     source
         The dense channel whose model is adapted (default: the index's default dense one).
     channel
@@ -73,7 +91,7 @@ class AdaptConfig:
     """
 
     queries: int = 2000
-    pseudo: Literal["cloze", "title"] = "cloze"
+    pseudo: Literal["cloze", "title", "keywords"] = "cloze"
     source: str | None = None
     channel: str = "adapted"
     keep_within: int = 10
@@ -85,8 +103,8 @@ class AdaptConfig:
     def __post_init__(self) -> None:
         if self.queries < 10:
             raise ConfigError("adapt needs at least 10 pseudo-queries")
-        if self.pseudo not in ("cloze", "title"):
-            raise ConfigError(f"pseudo-queries must be 'cloze' or 'title', got {self.pseudo!r}")
+        if self.pseudo not in PSEUDO_KINDS:
+            raise ConfigError(f"pseudo-queries must be one of {', '.join(PSEUDO_KINDS)}; got {self.pseudo!r}")
         if self.keep_within < 1 or self.skip < 0 or self.hard_negatives < 0:
             raise ConfigError("keep_within must be positive; skip and hard_negatives non-negative")
 
@@ -109,7 +127,8 @@ def pseudo_examples(index: Index, config: AdaptConfig) -> tuple[int, list[Traini
     docs = sample[min(_CALIBRATION_QUERIES, len(sample) // 2) :][: config.queries]
     if len(docs) < 10:
         raise DensaError(f"{index.path}: only {len(sample)} documents of 20+ words; too few to adapt a model")
-    pairs = inverse_cloze(docs, config.seed) if config.pseudo == "cloze" else title_pairs(docs, config.seed)
+    make = {"cloze": inverse_cloze, "title": title_pairs, "keywords": keyword_pairs}[config.pseudo]
+    pairs = make(docs, config.seed)
     depth = config.keep_within + config.skip + config.hard_negatives + 1
     queries = [Query(f"p{i}", query) for i, (query, _) in enumerate(pairs)]
     run = Searcher(index, SearchConfig(mode="hybrid")).search(queries, depth)
@@ -150,6 +169,36 @@ def title_pairs(documents: Sequence[Document], seed: int = 0) -> list[tuple[str,
         if text.lower().startswith(title.lower()):
             text = text[len(title) :].strip()
         pairs.append((title, text or title))
+    return pairs
+
+
+def keyword_pairs(documents: Sequence[Document], seed: int = 0) -> list[tuple[str, str]]:
+    """``(keywords, document)`` per document: 3-5 of its words with the highest tf x idf (idf
+    over ``documents``; English stopwords, words under 3 letters and numbers left out), in the
+    order the document first uses them.
+
+    Examples
+    --------
+    >>> docs = [Document("d1", "Aspirin lowers fever. The fever falls in an hour."),
+    ...         Document("d2", "The heart pumps blood. The blood carries oxygen.")]
+    >>> keyword_pairs(docs)[0][0].split()[0]
+    'aspirin'
+    """
+    import bm25s
+
+    rng = random.Random(seed)
+    tokens: list[list[str]] = bm25s.tokenize(
+        [d.full_text for d in documents], stopwords="en", return_ids=False, show_progress=False
+    )
+    words = [[t for t in terms if len(t) >= 3 and not t.isdigit()] for terms in tokens]
+    df = Counter(t for terms in words for t in set(terms))
+    pairs = []
+    for doc, terms in zip(documents, words, strict=True):
+        counts = Counter(terms)
+        first = {t: i for i, t in reversed(list(enumerate(terms)))}
+        top = sorted(counts, key=lambda t: (-counts[t] * math.log((len(documents) + 1) / df[t]), first[t]))
+        chosen = sorted(top[: rng.randint(3, 5)], key=first.__getitem__)
+        pairs.append((" ".join(chosen) or doc.full_text[:64], doc.full_text))
     return pairs
 
 
