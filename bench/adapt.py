@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from common import DEFAULT_DATA, WORK, cached_index, markdown_table, write_results
 from densa.corpus import BeirDataset
@@ -71,6 +72,11 @@ def main() -> None:
                 "met": dense_gain >= 0.02 and hybrid_gain >= 0.01,
             }
         )
+        report(args.pseudo, rows, checks)  # after every dataset: a stopped run keeps what it measured
+
+
+def report(pseudo: str, rows: list[dict[str, Any]], checks: list[dict[str, Any]]) -> None:
+    """Write the figures measured so far (``bench/results/adapt*.json`` and ``.md``)."""
     table = markdown_table(
         ["dataset", "run", "nDCG@10", "Recall@100"],
         [[r["dataset"], r["run"], r["ndcg@10"], r["recall@100"]] for r in rows],
@@ -92,8 +98,8 @@ def main() -> None:
         ],
     )
     command = "python bench/adapt.py " + " ".join(sys.argv[1:])
-    results_name = "adapt" if args.pseudo == "cloze" else f"adapt-{args.pseudo}"
-    write_results(results_name, {"pseudo": args.pseudo, "results": rows, "checks": checks}, table, command)
+    results_name = "adapt" if pseudo == "cloze" else f"adapt-{pseudo}"
+    write_results(results_name, {"pseudo": pseudo, "results": rows, "checks": checks}, table, command)
     print(table)
 
 
