@@ -32,12 +32,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from densa.encode.config import EncoderConfig
 from densa.encode.model_files import is_sentence_transformers_folder, resolve_model_path
 from densa.errors import ConfigError, DensaError
 from densa.index import DenseChannel, Index
+from densa.index.channels.bm25 import Analyzer, BM25Config
 from densa.search.calibrate import PSEUDO_QUERIES, inverse_cloze, sample_documents
 from densa.search.config import SearchConfig
 from densa.search.searcher import Searcher
@@ -57,7 +58,8 @@ __all__ = [
 ]
 
 #: Where ``densa adapt``'s pseudo-queries come from (see the module).
-PSEUDO_KINDS = ("cloze", "title", "keywords")
+Pseudo = Literal["cloze", "title", "keywords"]
+PSEUDO_KINDS: tuple[str, ...] = get_args(Pseudo)
 
 _CALIBRATION_QUERIES = PSEUDO_QUERIES  # the documents the fusion is measured on come first
 _TITLE_WORDS = 3  # a shorter title ("Introduction", an id) is no query
@@ -91,7 +93,7 @@ class AdaptConfig:
     """
 
     queries: int = 2000
-    pseudo: Literal["cloze", "title", "keywords"] = "cloze"
+    pseudo: Pseudo = "cloze"
     source: str | None = None
     channel: str = "adapted"
     keep_within: int = 10
@@ -158,11 +160,11 @@ def title_pairs(documents: Sequence[Document], seed: int = 0) -> list[tuple[str,
     >>> title_pairs(docs)
     [('Aspirin and fever.', 'Aspirin lowers fever in adults.')]
     """
-    cloze = iter(inverse_cloze([d for d in documents if len(d.title.split()) < _TITLE_WORDS], seed))
+    titles = [_title(doc) for doc in documents]
+    cloze = iter(inverse_cloze([d for d, t in zip(documents, titles, strict=True) if t is None], seed))
     pairs = []
-    for doc in documents:
-        title = " ".join(doc.title.split())
-        if len(title.split()) < _TITLE_WORDS:
+    for doc, title in zip(documents, titles, strict=True):
+        if title is None:
             pairs.append(next(cloze))
             continue
         text = " ".join(doc.text.split())
@@ -170,6 +172,12 @@ def title_pairs(documents: Sequence[Document], seed: int = 0) -> list[tuple[str,
             text = text[len(title) :].strip()
         pairs.append((title, text or title))
     return pairs
+
+
+def _title(doc: Document) -> str | None:
+    """The document's title, spaces normalised, or ``None`` if it has under 3 words."""
+    words = doc.title.split()
+    return " ".join(words) if len(words) >= _TITLE_WORDS else None
 
 
 def keyword_pairs(documents: Sequence[Document], seed: int = 0) -> list[tuple[str, str]]:
@@ -184,12 +192,8 @@ def keyword_pairs(documents: Sequence[Document], seed: int = 0) -> list[tuple[st
     >>> keyword_pairs(docs)[0][0].split()[0]
     'aspirin'
     """
-    import bm25s
-
     rng = random.Random(seed)
-    tokens: list[list[str]] = bm25s.tokenize(
-        [d.full_text for d in documents], stopwords="en", return_ids=False, show_progress=False
-    )
+    tokens = Analyzer(BM25Config(stemmer=None)).terms([d.full_text for d in documents])
     words = [[t for t in terms if len(t) >= 3 and not t.isdigit()] for terms in tokens]
     df = Counter(t for terms in words for t in set(terms))
     pairs = []
